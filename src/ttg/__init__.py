@@ -1,0 +1,34 @@
+"""TTG: run one Python function over a huge parameter space, exactly one result per index."""
+
+from __future__ import annotations
+
+from .api import (
+    Grid,
+    Random,
+    Range,
+    Results,
+    Rows,
+    arange,
+    as_space,
+    choice,
+    integers,
+    linspace,
+    logspace,
+    loguniform,
+    normal,
+    results,
+    run,
+    submit,
+    uniform,
+)
+from .errors import TtgError
+from .settings import Settings
+from .space import Space
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Grid", "Random", "Range", "Results", "Rows", "Settings", "Space", "TtgError", "__version__",
+    "arange", "as_space", "choice", "integers", "linspace", "logspace", "loguniform", "normal",
+    "results", "run", "submit", "uniform",
+]

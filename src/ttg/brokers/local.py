@@ -1,0 +1,189 @@
+"""The embedded broker: one SQLite file, safe for many processes on one machine.
+
+Tables:
+
+``chunks``     one row per queued or leased chunk; (sweep, start, stop) is
+               unique, so resubmitting adds nothing twice. ``state`` is
+               'queued' or 'leased'; a leased row has ``token`` (who owns it)
+               and ``deadline``; ``ready_at`` delays a released chunk;
+               ``failures``/``last_failure`` count failed attempts. An acked
+               chunk's row is deleted, so the table holds only live work.
+``dead``       the dead-letter record: chunk, reason, time.
+``cancelled``  sweeps whose chunks are refused.
+
+A lease is one ``BEGIN IMMEDIATE`` transaction: pick the oldest expired lease
+(counted as a lost attempt) or else the best ready chunk, and stamp it with a
+fresh token and deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from .. import sqlitedb
+from ..chunking import Chunk
+from ..errors import BrokerUnavailable, LeaseLost
+from ..retry import Failure
+from .base import Broker, DeadLetter, Lease, QueueStats, poll
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    sweep TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    stop INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    ready_at REAL NOT NULL DEFAULT 0,
+    token TEXT,
+    owner TEXT,
+    deadline REAL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_failure TEXT,
+    UNIQUE (sweep, start, stop)
+);
+CREATE INDEX IF NOT EXISTS chunks_ready ON chunks (state, priority DESC, id);
+CREATE INDEX IF NOT EXISTS chunks_deadline ON chunks (state, deadline);
+CREATE TABLE IF NOT EXISTS dead (
+    id INTEGER PRIMARY KEY,
+    sweep TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    stop INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_sweep ON dead (sweep);
+CREATE TABLE IF NOT EXISTS cancelled (sweep TEXT PRIMARY KEY)
+"""
+
+_COLS = "id, sweep, start, stop, priority, body, failures, last_failure"
+
+
+class LocalBroker(Broker):
+    def __init__(self, path: str | Path, lease_seconds: float = 10.0,
+                 clock: Callable[[], float] = time.time, poll_seconds: float = 0.05) -> None:
+        super().__init__(lease_seconds, clock)
+        self.path = Path(path)
+        self.poll_seconds = poll_seconds
+        self._db = sqlitedb.connect(self.path, SCHEMA, BrokerUnavailable)
+
+    def _tx(self) -> sqlitedb.Transaction:
+        return sqlitedb.transaction(self._db, BrokerUnavailable)
+
+    def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
+        rows = [(sweep_id, c.start, c.stop, priority, body) for c, body in items]
+        with self._tx() as db:
+            db.execute("DELETE FROM cancelled WHERE sweep = ?", (sweep_id,))
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO chunks (sweep, start, stop, priority, body) "
+                           "VALUES (?, ?, ?, ?, ?)", rows)
+            return db.total_changes - before
+
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+        return poll(lambda: self._try_lease(worker_id, sweep_id), timeout, self.poll_seconds)
+
+    def _try_lease(self, worker_id: str, sweep_id: str | None) -> Lease | None:
+        now = self.clock()
+        only = "AND sweep = ?" if sweep_id else ""
+        args: tuple[object, ...] = (sweep_id,) if sweep_id else ()
+        with self._tx() as db:
+            row = db.execute(f"SELECT {_COLS} FROM chunks WHERE state = 'leased' AND deadline < ? "
+                             f"{only} ORDER BY deadline LIMIT 1", (now, *args)).fetchone()
+            lost = row is not None
+            if row is None:
+                row = db.execute(f"SELECT {_COLS} FROM chunks WHERE state = 'queued' AND ready_at <= ? "
+                                 f"{only} ORDER BY priority DESC, id LIMIT 1", (now, *args)).fetchone()
+            if row is None:
+                return None
+            rowid, sweep, start, stop, priority, body, failures, last = row
+            if lost:
+                failures += 1
+                last = json.dumps(Failure("lost", "the lease expired: its worker died, hung or was "
+                                          "cut off").to_dict())
+            token = f"{rowid}:{secrets.token_hex(8)}"
+            deadline = now + self.lease_seconds
+            db.execute("UPDATE chunks SET state = 'leased', token = ?, owner = ?, deadline = ?, "
+                       "failures = ?, last_failure = ? WHERE id = ?",
+                       (token, worker_id, deadline, failures, last, rowid))
+        return Lease(sweep, Chunk(start, stop), body, token, deadline, failures,
+                     Failure.from_dict(json.loads(last) if last else None), priority)
+
+    def extend(self, lease: Lease) -> Lease:
+        deadline = self.clock() + self.lease_seconds
+        with self._tx() as db:
+            cur = db.execute("UPDATE chunks SET deadline = ? WHERE id = ? AND token = ? "
+                             "AND state = 'leased'", (deadline, _rowid(lease), lease.token))
+            if cur.rowcount == 0:
+                raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost; another worker "
+                                "has the chunk (or it was acked or cancelled).")
+        return replace(lease, deadline=deadline)
+
+    def ack(self, lease: Lease) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM chunks WHERE id = ? AND token = ?", (_rowid(lease), lease.token))
+
+    def release(self, lease: Lease, *, failure: Failure | None = None, delay: float = 0.0) -> None:
+        with self._tx() as db:
+            if self._is_cancelled(db, lease.sweep_id):
+                db.execute("DELETE FROM chunks WHERE id = ? AND token = ?", (_rowid(lease), lease.token))
+                return
+            if failure is None:
+                db.execute("UPDATE chunks SET state = 'queued', token = NULL, owner = NULL, "
+                           "deadline = NULL, ready_at = ? WHERE id = ? AND token = ?",
+                           (self.clock() + delay, _rowid(lease), lease.token))
+            else:
+                db.execute("UPDATE chunks SET state = 'queued', token = NULL, owner = NULL, "
+                           "deadline = NULL, ready_at = ?, failures = failures + 1, last_failure = ? "
+                           "WHERE id = ? AND token = ?",
+                           (self.clock() + delay, json.dumps(failure.to_dict()), _rowid(lease),
+                            lease.token))
+
+    def dead_letter(self, lease: Lease, reason: str) -> None:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM chunks WHERE id = ? AND token = ?", (_rowid(lease), lease.token))
+            if cur.rowcount:
+                db.execute("INSERT INTO dead (sweep, start, stop, reason, at) VALUES (?, ?, ?, ?, ?)",
+                           (lease.sweep_id, lease.chunk.start, lease.chunk.stop, reason, self.clock()))
+
+    def dead_letters(self, sweep_id: str) -> list[DeadLetter]:
+        rows = sqlitedb.guarded(BrokerUnavailable, lambda: self._db.execute(
+            "SELECT sweep, start, stop, reason, at FROM dead WHERE sweep = ? ORDER BY id",
+            (sweep_id,)).fetchall())
+        return [DeadLetter(s, Chunk(a, b), r, t) for s, a, b, r, t in rows]
+
+    def stats(self, sweep_id: str | None = None) -> QueueStats:
+        only = "WHERE sweep = ?" if sweep_id else ""
+        args = (sweep_id,) if sweep_id else ()
+
+        def read() -> QueueStats:
+            counts = dict(self._db.execute(
+                f"SELECT state, count(*) FROM chunks {only} GROUP BY state", args).fetchall())
+            dead = self._db.execute(f"SELECT count(*) FROM dead {only}", args).fetchone()[0]
+            return QueueStats(counts.get("queued", 0), counts.get("leased", 0), dead)
+
+        return sqlitedb.guarded(BrokerUnavailable, read)
+
+    def cancel(self, sweep_id: str) -> int:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO cancelled (sweep) VALUES (?)", (sweep_id,))
+            # leased chunks go too: their owners' next extend raises LeaseLost
+            return db.execute("DELETE FROM chunks WHERE sweep = ?", (sweep_id,)).rowcount
+
+    @staticmethod
+    def _is_cancelled(db: sqlite3.Connection, sweep_id: str) -> bool:
+        return db.execute("SELECT 1 FROM cancelled WHERE sweep = ?", (sweep_id,)).fetchone() is not None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _rowid(lease: Lease) -> int:
+    return int(lease.token.partition(":")[0])
+

@@ -1,0 +1,139 @@
+"""The client side of a sweep: submit it (resuming what exists), watch it, run
+local workers for it.
+
+Submitting is idempotent: the store is asked which index ranges are already
+committed and only the rest is queued, and the broker ignores chunks it
+already holds. So ``ttg run`` after an interruption, or ``ttg submit`` twice,
+computes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import funcref
+from .brokers.base import Broker
+from .chunking import Chunk, auto_size, gaps, plan
+from .codec import Codec
+from .errors import ConfigError
+from .rows import FileSpace
+from .settings import Settings
+from .space import Space
+from .stores.base import Progress, ResultStore
+from .sweep import Sweep
+from .worker.child import ChildOptions
+from .worker.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+#: Messages per broker.submit call.
+SUBMIT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Submitted:
+    sweep: Sweep
+    queued: int
+    already_done: int
+
+
+def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec: Codec) -> Submitted:
+    """Register the sweep and queue every chunk that is not committed yet."""
+    store.register(sweep)
+    size = sweep.options.chunk_size or auto_size(sweep.total)
+    done = store.committed_ranges(sweep.id, 0, sweep.total)
+    already = sum(b - a for a, b in done)
+    queued = 0
+    batch: list[tuple[Chunk, bytes]] = []
+    for chunk, rows in _pending(sweep, space, size, done):
+        batch.append((chunk, codec.encode(sweep.task(chunk, rows))))
+        if len(batch) >= SUBMIT_BATCH:
+            queued += broker.submit(sweep.id, batch, priority=sweep.options.priority)
+            batch = []
+    if batch:
+        queued += broker.submit(sweep.id, batch, priority=sweep.options.priority)
+    log.info("sweep %s: %d chunks queued, %d of %d points already done", sweep.id, queued, already,
+             sweep.total)
+    return Submitted(sweep, queued, already)
+
+
+def _pending(sweep: Sweep, space: Space, size: int,
+             done: list[tuple[int, int]]) -> Iterator[tuple[Chunk, list[Any] | None]]:
+    """The uncommitted pieces of the planned chunks (with their rows for file spaces)."""
+    if isinstance(space, FileSpace):
+        at = 0
+        for rows in space.batches(size):
+            whole = Chunk(at, at + len(rows))
+            for piece in gaps(whole.start, whole.stop, done):
+                yield piece, rows[piece.start - at:piece.stop - at]
+            at = whole.stop
+        return
+    if not done:  # fast path: a new sweep
+        for chunk in plan(0, sweep.total, size):
+            yield chunk, None
+        return
+    for chunk in plan(0, sweep.total, size):
+        for piece in gaps(chunk.start, chunk.stop, done):
+            yield piece, None
+
+
+class Watcher:
+    """Polls a sweep's progress for ``ttg run``; tells the supervisor when to stop."""
+
+    def __init__(self, sweep: Sweep, broker: Broker, store: ResultStore,
+                 show: Callable[[Progress], None] | None = None, every: float = 0.1) -> None:
+        self.sweep, self.broker, self.store = sweep, broker, store
+        self.show = show
+        self.every = every
+        self._next = 0.0
+        self._idle_checks = 0
+        self.progress = store.progress(sweep.id)
+        self.outcome = "running"
+
+    def tick(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        self.progress = self.store.progress(self.sweep.id)
+        if self.show is not None:
+            self.show(self.progress)
+        if self.progress.complete:
+            self.outcome = "complete"
+            return True
+        if self.store.state(self.sweep.id) == "cancelled":
+            self.outcome = "cancelled"
+            return True
+        # nothing queued or leased but results missing: the rest is dead-lettered
+        self._idle_checks = self._idle_checks + 1 if self.broker.stats(self.sweep.id).active == 0 else 0
+        if self._idle_checks >= 5:
+            self.outcome = "stuck"
+            return True
+        return False
+
+
+def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultStore,
+              show: Callable[[Progress], None] | None = None) -> Watcher:
+    """Run local workers on ``sweep`` until it completes, is cancelled or interrupted."""
+    allow = funcref.AllowList([sweep.function, *settings.allow])
+    options = ChildOptions(worker_id="", allow=allow, sweep_id=sweep.id)
+    watcher = Watcher(sweep, broker, store, show)
+    if watcher.tick():
+        return watcher
+    supervisor = Supervisor(settings, options, broker, on_tick=watcher.tick)
+    supervisor.run()
+    if watcher.outcome == "running":
+        watcher.progress = store.progress(sweep.id)
+        watcher.outcome = "complete" if watcher.progress.complete else "interrupted"
+    return watcher
+
+
+def check_function(ref: str) -> None:
+    """Import the function now, so a typo fails before anything is stored."""
+    fn = funcref.resolve(ref)
+    if not callable(fn):
+        raise ConfigError(f"{ref!r} is not callable.")

@@ -1,0 +1,107 @@
+"""The results of one committed chunk, stored as one blob (one write per chunk,
+never one per point).
+
+Blob layout (msgpack map): ``v`` values; ``s`` statuses, or nil when all are
+ok; ``e`` {offset: [type, message, traceback]} for failed points; ``d``
+durations in seconds; ``w`` worker id; ``a`` attempt; ``p`` the points
+themselves, for file spaces only (generated points are recomputed from the
+spec on export).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chunking import Chunk
+from .codec import pack, unpack
+
+STATUSES = ("ok", "error", "crashed", "timeout")
+FAILED = ("error", "crashed", "timeout")
+
+
+@dataclass
+class ChunkRecords:
+    start: int
+    stop: int
+    values: list[Any]
+    durations: list[float]
+    worker: str
+    attempt: int
+    #: None means every point is "ok".
+    statuses: list[str] | None = None
+    #: offset -> (type, message, traceback)
+    errors: dict[int, tuple[str, str, str]] | None = None
+    params: list[Any] | None = None
+    #: the encoded blob, memoized by encode()
+    _blob: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def chunk(self) -> Chunk:
+        return Chunk(self.start, self.stop)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def status(self, offset: int) -> str:
+        return "ok" if self.statuses is None else self.statuses[offset]
+
+    def counts(self) -> dict[str, int]:
+        if self.statuses is None:
+            return {"ok": len(self)}
+        return dict(Counter(self.statuses))
+
+    def failed_offsets(self, statuses: tuple[str, ...] = FAILED) -> list[int]:
+        if self.statuses is None:
+            return []
+        return [k for k, s in enumerate(self.statuses) if s in statuses]
+
+    def slice(self, a: int, b: int) -> ChunkRecords:
+        """The records of indices ``a..b-1`` (absolute indices within this chunk)."""
+        i, j = a - self.start, b - self.start
+        errors = None
+        if self.errors:
+            errors = {k - i: e for k, e in self.errors.items() if i <= k < j} or None
+        statuses = self.statuses[i:j] if self.statuses is not None else None
+        if statuses is not None and all(s == "ok" for s in statuses):
+            statuses = None
+        params = self.params[i:j] if self.params is not None else None
+        return ChunkRecords(a, b, self.values[i:j], self.durations[i:j], self.worker, self.attempt,
+                            statuses, errors, params)
+
+    def encode(self) -> bytes:
+        """The blob (computed once; raises TypeError for values msgpack cannot store)."""
+        if self._blob is None:
+            self._blob = self._pack()
+        return self._blob
+
+    def _pack(self) -> bytes:
+        return pack({
+            "v": self.values, "s": self.statuses, "d": self.durations, "w": self.worker,
+            "a": self.attempt, "p": self.params,
+            "e": {k: list(v) for k, v in self.errors.items()} if self.errors else None,
+        })
+
+    @classmethod
+    def decode(cls, start: int, stop: int, blob: bytes) -> ChunkRecords:
+        d = unpack(blob)
+        errors = {int(k): (v[0], v[1], v[2]) for k, v in d["e"].items()} if d.get("e") else None
+        return cls(start, stop, d["v"], d["d"], d["w"], d["a"], d.get("s"), errors, d.get("p"))
+
+    def rows(self) -> Iterator[tuple[int, str, Any, str | None, float]]:
+        """(index, status, value, error text, duration) for each point."""
+        errs = self.errors or {}
+        for k in range(len(self)):
+            e = errs.get(k)
+            text = f"{e[0]}: {e[1]}" if e else None
+            yield self.start + k, self.status(k), self.values[k], text, self.durations[k]
+
+
+def failed_record(chunk: Chunk, status: str, reason: str, worker: str, attempt: int,
+                  params: list[Any] | None = None) -> ChunkRecords:
+    """Records for indices that never produced a value (crashed, timeout)."""
+    n = len(chunk)
+    return ChunkRecords(chunk.start, chunk.stop, [None] * n, [0.0] * n, worker, attempt,
+                        [status] * n, {k: (status, reason, "") for k in range(n)}, params)

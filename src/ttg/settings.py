@@ -1,0 +1,118 @@
+"""Settings: one frozen object, read once, passed down explicitly.
+
+Precedence: command-line flags > ``TTG_*`` environment variables > defaults.
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+#: Environment variables and the setting each one sets.
+ENV_VARS: dict[str, str] = {
+    "TTG_HOME": "home",
+    "TTG_BROKER": "broker",
+    "TTG_STORE": "store",
+    "TTG_WORKERS": "workers",
+    "TTG_LEASE_SECONDS": "lease_seconds",
+    "TTG_GRACE_SECONDS": "grace_seconds",
+    "TTG_SECRET": "secret",
+    "TTG_ALLOW": "allow",
+    "TTG_LOG_LEVEL": "log_level",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a client or a worker needs to know about where and how to run.
+
+    ``broker`` and ``store`` are URLs; empty means the embedded SQLite files
+    under ``home``.
+    """
+
+    home: Path = Path(".ttg")
+    broker: str = ""
+    store: str = ""
+    #: Worker child processes per supervisor; 0 means one per core.
+    workers: int = 0
+    #: How long a lease lives without a heartbeat; a dead machine's chunks
+    #: come back after at most this long.
+    lease_seconds: float = 10.0
+    #: How long a SIGTERMed worker may finish its current chunks.
+    grace_seconds: float = 25.0
+    #: Shared secret for HMAC message signing; empty means unsigned.
+    secret: str = ""
+    #: Extra allow-list patterns (see funcref.AllowList).
+    allow: tuple[str, ...] = ()
+    log_level: str = "WARNING"
+    #: How long an idle child waits between polls of an empty queue.
+    poll_seconds: float = 0.05
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker or f"local://{self.home.resolve() / 'broker.db'}"
+
+    @property
+    def store_url(self) -> str:
+        if self.store:
+            return self.store
+        if self.broker and not self.broker.startswith("local://"):
+            return self.broker  # a networked broker's natural partner is its own server
+        return f"sqlite://{self.home.resolve() / 'results.db'}"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with every override that is not None applied and validated."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return _validated(replace(self, **given))
+
+
+def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+    """Build settings from ``environ`` (default: the process environment) and flags."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in fields(Settings)}
+    for var, name in ENV_VARS.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        values[name] = _parse(var, raw, str(kinds[name]))
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if "home" in values:
+        values["home"] = Path(values["home"])
+    if "allow" in values:
+        values["allow"] = tuple(values["allow"])
+    return _validated(Settings(**values))
+
+
+def _parse(var: str, raw: str, kind: str) -> Any:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a number; set it to a number or unset it.") from None
+    if kind.startswith("tuple"):
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+    return raw
+
+
+def _validated(s: Settings) -> Settings:
+    if s.workers < 0:
+        raise ConfigError(f"workers must be 0 (one per core) or more, not {s.workers}.")
+    if s.lease_seconds <= 0:
+        raise ConfigError(f"lease seconds must be positive, not {s.lease_seconds}.")
+    if s.grace_seconds < 0:
+        raise ConfigError(f"grace seconds must be zero or more, not {s.grace_seconds}.")
+    return s

@@ -1,0 +1,32 @@
+"""Result stores, chosen by URL scheme; each backend's driver is imported only when used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from ..settings import Settings
+from .base import Progress, ResultStore, SweepInfo
+
+__all__ = ["Progress", "ResultStore", "SweepInfo", "open_store"]
+
+
+def _sqlite(url: str, settings: Settings) -> ResultStore:
+    from .sqlite import SqliteStore
+
+    return SqliteStore(url.removeprefix("sqlite://"))
+
+
+_SCHEMES: dict[str, Callable[[str, Settings], ResultStore]] = {"sqlite": _sqlite}
+
+
+def open_store(settings: Settings, url: str | None = None) -> ResultStore:
+    """Open the result store at ``url`` (default: the settings' store)."""
+    url = url or settings.store_url
+    scheme = urlsplit(url).scheme
+    if scheme not in _SCHEMES:
+        known = ", ".join(f"{s}://" for s in _SCHEMES)
+        raise ConfigError(f"unknown result store URL scheme {scheme + '://' if scheme else url!r}; "
+                          f"use one of {known}.")
+    return _SCHEMES[scheme](url, settings)

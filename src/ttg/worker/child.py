@@ -1,0 +1,238 @@
+"""The worker loop, written once against the Broker and ResultStore interfaces:
+
+    lease -> decode and check -> (split | isolate | compute what is not yet
+    committed -> commit) -> ack
+
+Results are committed before the ack, and a chunk whose results are already
+committed is acked without computing it again, so redelivery never produces a
+second record. The child tells its supervisor what it holds (``Reporter``), so
+the supervisor can extend the lease while the function runs and release it
+at once if the child dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .. import funcref
+from ..brokers.base import Broker, Lease
+from ..chunking import Chunk, remainder_pieces
+from ..codec import Codec
+from ..errors import BadMessage, FunctionError, NotAllowed, SpecError
+from ..records import ChunkRecords, failed_record
+from ..retry import Isolated, Split, decide
+from ..space import Space, space_from_spec
+from ..stores.base import ResultStore
+from .compute import Beacon, make_storable, run_batch, run_points
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """How a child tells its supervisor what it is doing."""
+
+    def leased(self, lease: Lease, timeout: float | None) -> None: ...
+    def finished(self, lease: Lease) -> None: ...
+    def stop_requested(self) -> bool: ...
+
+
+@dataclass
+class ChildOptions:
+    worker_id: str
+    allow: funcref.AllowList
+    #: Lease only this sweep's chunks (``ttg run``); None: any sweep.
+    sweep_id: str | None = None
+    #: Exit when nothing is queued or leased (``--burst``).
+    burst: bool = False
+    #: Exit (to be replaced) after this many chunks.
+    max_chunks: int | None = None
+    #: Exit (to be replaced) once the resident set exceeds this many MiB.
+    max_memory_mb: float | None = None
+    poll_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Task:
+    """A decoded chunk message."""
+
+    sweep_id: str
+    chunk: Chunk
+    fn: str
+    space: dict[str, Any] | None
+    rows: list[Any] | None
+    batched: bool
+    timeout: float | None
+    max_attempts: int
+    auto: float | None
+    raw: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: Any, lease: Lease) -> Task:
+        try:
+            chunk = Chunk(int(body["start"]), int(body["stop"]))
+            task = cls(str(body["sweep"]), chunk, str(body["fn"]), body.get("space"), body.get("rows"),
+                       bool(body.get("batched")), _seconds(body.get("timeout")),
+                       int(body.get("max_attempts") or 3), body.get("auto"), body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadMessage(f"malformed chunk message ({type(exc).__name__}: {exc}).") from exc
+        if task.sweep_id != lease.sweep_id or task.chunk != lease.chunk:
+            raise BadMessage(f"message names sweep {task.sweep_id} {task.chunk} but was queued as "
+                             f"{lease.sweep_id} {lease.chunk} (replayed into another sweep?).")
+        if (task.space is None) == (task.rows is None):
+            raise BadMessage("chunk message needs exactly one of 'space' or 'rows'.")
+        return task
+
+    def body_for(self, piece: Chunk) -> dict[str, Any]:
+        body = dict(self.raw, start=piece.start, stop=piece.stop)
+        if self.rows is not None:
+            body["rows"] = self.rows[piece.start - self.chunk.start:piece.stop - self.chunk.start]
+        return body
+
+
+class ChildLoop:
+    def __init__(self, broker: Broker, store: ResultStore, codec: Codec, options: ChildOptions,
+                 reporter: Reporter, beacon: Beacon) -> None:
+        self.broker, self.store, self.codec = broker, store, codec
+        self.options = options
+        self.reporter = reporter
+        self.beacon = beacon
+        self._functions: dict[str, Callable[[Any], Any]] = {}
+        self._spaces: dict[str, Space] = {}
+        self.chunks_done = 0
+
+    def run(self) -> str:
+        """Lease and handle chunks until told to stop; returns why it stopped:
+        "stop", "drained" (burst, no work left), "recycle" (max chunks or memory)."""
+        o = self.options
+        while True:
+            if self.reporter.stop_requested():
+                return "stop"
+            lease = self.broker.lease(o.worker_id, timeout=o.poll_seconds, sweep_id=o.sweep_id)
+            if lease is None:
+                if o.burst and self.broker.stats(o.sweep_id).active == 0:
+                    return "drained"
+                continue
+            self.handle(lease)
+            self.reporter.finished(lease)
+            self.chunks_done += 1
+            if o.max_chunks and self.chunks_done >= o.max_chunks:
+                return "recycle"
+            if o.max_memory_mb and _rss_mb() > o.max_memory_mb:
+                return "recycle"
+
+    def handle(self, lease: Lease) -> None:
+        """Handle one leased chunk: its results end committed (or it ends split,
+        released or dead-lettered) before this returns."""
+        try:
+            task = Task.parse(self.codec.decode(lease.body), lease)
+            self.options.allow.check(task.fn)
+        except (BadMessage, NotAllowed) as exc:
+            log.warning("rejecting %s %s: %s", lease.sweep_id, lease.chunk, exc)
+            self.broker.dead_letter(lease, str(exc))
+            return
+        self.reporter.leased(lease, task.timeout)
+        decision = decide(lease.chunk, lease.failures, task.max_attempts, lease.last_failure)
+        if isinstance(decision, Split):
+            self._requeue(task, lease, decision.pieces)
+            self.broker.ack(lease)
+        elif isinstance(decision, Isolated):
+            rec = failed_record(lease.chunk, decision.status, decision.reason, self.options.worker_id,
+                                lease.attempt, task.rows)
+            self.store.commit(task.sweep_id, rec)
+            self.broker.dead_letter(lease, decision.reason)
+        else:
+            self._compute(task, lease)
+
+    def _compute(self, task: Task, lease: Lease) -> None:
+        try:
+            fn = self._function(task.fn)
+            space = None if task.rows is not None else self._space(task)
+        except (FunctionError, SpecError) as exc:
+            log.error("cannot run %s %s: %s", task.sweep_id, task.chunk, exc)
+            self.broker.dead_letter(lease, str(exc))
+            return
+        for part in self.store.uncommitted(task.sweep_id, task.chunk):
+            rec = self._run(fn, space, task, part, lease.attempt)
+            make_storable(rec)
+            if not self.store.commit(task.sweep_id, rec):
+                log.info("%s %s was already committed by another worker", task.sweep_id, rec.chunk)
+            if rec.stop < part.stop:  # chunk_size="auto": hand the rest back
+                per_point = sum(rec.durations) / len(rec)
+                rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
+                self._requeue(task, lease, rest)
+        self.broker.ack(lease)
+
+    def _run(self, fn: Callable[[Any], Any], space: Space | None, task: Task, part: Chunk,
+             attempt: int) -> ChunkRecords:
+        offset = part.start - task.chunk.start
+        if task.rows is not None:
+            points: Any = task.rows[offset:offset + len(part)]
+        else:
+            assert space is not None
+            points = _batch_input(space, part) if task.batched else space.points(part.start, part.stop)
+        if task.batched:
+            batch = _rows_to_columns(points) if task.rows is not None else points
+            values, durations, errors = run_batch(fn, batch, len(part), part.start, self.beacon)
+        else:
+            deadline = None if task.auto is None else time.perf_counter() + task.auto
+            values, durations, errors = run_points(fn, points, part.start, self.beacon, deadline)
+        n = len(values)
+        statuses = None
+        if errors:
+            statuses = ["ok"] * n
+            for k in errors:
+                statuses[k] = "error"
+        params = task.rows[offset:offset + n] if task.rows is not None else None
+        return ChunkRecords(part.start, part.start + n, values, durations, self.options.worker_id,
+                            attempt, statuses, errors, params)
+
+    def _requeue(self, task: Task, lease: Lease, pieces: list[Chunk]) -> None:
+        items = [(p, self.codec.encode(task.body_for(p))) for p in pieces]
+        self.broker.submit(task.sweep_id, items, priority=lease.priority)
+
+    def _function(self, ref: str) -> Callable[[Any], Any]:
+        if ref not in self._functions:
+            self._functions[ref] = funcref.resolve(ref)
+        return self._functions[ref]
+
+    def _space(self, task: Task) -> Space:
+        if task.sweep_id not in self._spaces:
+            assert task.space is not None
+            self._spaces[task.sweep_id] = space_from_spec(task.space)
+        return self._spaces[task.sweep_id]
+
+
+def _seconds(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _batch_input(space: Space, part: Chunk) -> Any:
+    """A chunk's points for a batched function: an int array for a range space,
+    else a dict of column arrays."""
+    import numpy as np
+
+    cols = space.columns(part.start, part.stop)
+    if space.kind == "range":
+        return np.asarray(next(iter(cols.values())))
+    return {name: np.asarray(values) for name, values in cols.items()}
+
+
+def _rows_to_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    import numpy as np
+
+    names = list(rows[0]) if rows else []
+    return {name: np.asarray([r.get(name) for r in rows]) for name in names}
+
+
+def _rss_mb() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the peak is the best we have
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,117 @@
+"""Running the user's function over the points of one chunk.
+
+The hot loop does as little as it can per point: call, time, append. It
+writes the index being computed into shared memory (``beacon``) so the
+supervisor knows which point a crash or a hang happened on, and it stops
+early when a ``deadline`` (chunk_size="auto") has passed, leaving the rest for
+the caller to hand back.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..codec import pack
+from ..records import ChunkRecords
+
+Beacon = Any  # a memoryview of int64: [index + 1 being computed (0: none), calls started]
+
+
+def run_points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, beacon: Beacon,
+               deadline: float | None = None) -> tuple[list[Any], list[float],
+                                                        dict[int, tuple[str, str, str]] | None]:
+    """Call ``fn`` on each point; stop after the first point that ends past ``deadline``.
+
+    Returns values, durations and errors by offset (None when there were none).
+    Exceptions raised by ``fn`` (including SystemExit) become that point's error.
+    """
+    values: list[Any] = []
+    durations: list[float] = []
+    errors: dict[int, tuple[str, str, str]] | None = None
+    add_value, add_duration = values.append, durations.append
+    now = time.perf_counter
+    limit = float("inf") if deadline is None else deadline
+    t0 = now()
+    for k, point in enumerate(points):
+        beacon[0] = start + k + 1
+        try:
+            value = fn(point)
+        except (Exception, SystemExit) as exc:
+            if errors is None:
+                errors = {}
+            errors[k] = describe(exc)
+            value = None
+        t1 = now()
+        add_value(value)
+        add_duration(t1 - t0)
+        t0 = t1
+        if t1 > limit:
+            break
+    beacon[0] = 0
+    return values, durations, errors
+
+
+def run_batch(fn: Callable[[Any], Any], batch: Any, n: int, start: int,
+              beacon: Beacon) -> tuple[list[Any], list[float], dict[int, tuple[str, str, str]] | None]:
+    """Call a vectorized ``fn`` once with all points; it must return ``n`` results
+    (a sequence, an array, or a dict of equal-length columns)."""
+    beacon[0] = start + 1
+    t0 = time.perf_counter()
+    try:
+        out = fn(batch)
+        values = _as_rows(out, n)
+    except (Exception, SystemExit) as exc:
+        err = describe(exc)
+        beacon[0] = 0
+        return [None] * n, [0.0] * n, dict.fromkeys(range(n), err)
+    per = (time.perf_counter() - t0) / n
+    beacon[0] = 0
+    return values, [per] * n, None
+
+
+def _as_rows(out: Any, n: int) -> list[Any]:
+    if isinstance(out, dict):
+        cols = {k: _tolist(v) for k, v in out.items()}
+        if any(len(v) != n for v in cols.values()):
+            raise ValueError(f"a batched function must return {n} results per column")
+        names = list(cols)
+        return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+    values = _tolist(out)
+    if len(values) != n:
+        raise ValueError(f"a batched function returned {len(values)} results for {n} points; "
+                         "return exactly one result per point")
+    return values
+
+
+def _tolist(v: Any) -> list[Any]:
+    tolist = getattr(v, "tolist", None)
+    return list(tolist() if callable(tolist) else v)
+
+
+def describe(exc: BaseException) -> tuple[str, str, str]:
+    """(type, message, traceback) of an exception raised by the user's function."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return type(exc).__name__, str(exc), tb
+
+
+def make_storable(rec: ChunkRecords) -> None:
+    """Encode the records once; a value msgpack cannot store becomes that point's error."""
+    try:
+        rec.encode()
+        return
+    except (TypeError, ValueError, OverflowError):
+        pass
+    for k, v in enumerate(rec.values):
+        try:
+            pack(v)
+        except (TypeError, ValueError, OverflowError) as exc:
+            rec.values[k] = None
+            if rec.statuses is None:
+                rec.statuses = ["ok"] * len(rec)
+            rec.statuses[k] = "error"
+            rec.errors = rec.errors or {}
+            rec.errors[k] = (type(exc).__name__, f"the result cannot be stored: {exc}", "")
+    rec.encode()

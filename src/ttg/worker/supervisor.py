@@ -1,0 +1,313 @@
+"""The supervisor: N child processes, watched from one single-threaded loop.
+
+The loop waits on the children's pipes and process sentinels, so it notices a
+death at once. It then releases the dead child's chunk (counted as a failed
+attempt: "crashed", or "timeout" when the supervisor killed it) and starts a
+new child. It extends its children's leases itself (heartbeat.py), so a child
+stuck in native code that holds the GIL keeps its lease, and it kills a child
+whose current call has run past the sweep's timeout.
+
+SIGTERM (or Ctrl-C): stop leasing, let running chunks finish for up to
+``grace_seconds``, then kill what is left and release those chunks without
+counting an attempt; exit status 0. Children ignore SIGINT and SIGTERM (the
+supervisor decides) and die with the supervisor (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
+from types import FrameType
+from typing import Any
+
+from ..brokers import open_broker
+from ..brokers.base import Broker, Lease
+from ..codec import Codec
+from ..errors import BrokerError, TtgError
+from ..retry import Failure
+from ..settings import Settings
+from ..stores import open_store
+from .child import ChildLoop, ChildOptions
+from .heartbeat import Heartbeat
+
+log = logging.getLogger(__name__)
+_CTX = multiprocessing.get_context("fork")
+
+
+@dataclass
+class Slot:
+    """One child process and what the supervisor knows of it."""
+
+    number: int
+    process: Any
+    conn: Connection
+    #: shared int64s written by the child: [index being computed + 1 (0: none)]
+    beacon: memoryview
+    lease: Lease | None = None
+    timeout: float | None = None
+    #: why the supervisor killed it (a timeout), or None
+    killed_for: Failure | None = None
+    #: killed at the end of the grace period: release without counting an attempt
+    killed_for_shutdown: bool = False
+    #: the child said it will not come back ("drained": burst mode, no work left)
+    retiring: str | None = None
+    watched_index: int = 0
+    watched_since: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, options: ChildOptions, broker: Broker,
+                 processes: int | None = None,
+                 on_tick: Callable[[], bool] | None = None) -> None:
+        """``on_tick`` runs every tick; returning True stops the supervisor."""
+        self.settings = settings
+        self.options = options
+        self.broker = broker
+        self.processes = processes or settings.worker_count
+        self.on_tick = on_tick
+        self.slots: dict[int, Slot] = {}
+        self.heartbeat = Heartbeat(broker)
+        self.stopping = False
+        self._stop_deadline = 0.0
+        self.restarts = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until stopped (signal, on_tick, or every child drained)."""
+        previous = self._install_signals()
+        try:
+            for n in range(self.processes):
+                self._spawn(n)
+            while self.slots:
+                self._step()
+        finally:
+            self._kill_all()
+            self._restore_signals(previous)
+
+    def request_stop(self, grace: float | None = None) -> None:
+        if self.stopping:
+            self._stop_deadline = min(self._stop_deadline, time.monotonic())  # second request: now
+            return
+        self.stopping = True
+        self._stop_deadline = time.monotonic() + (self.settings.grace_seconds if grace is None else grace)
+        for slot in self.slots.values():
+            _send(slot.conn, ("stop",))
+            self._read(slot)
+            if slot.lease is None:
+                # idle (or leased a moment ago: then its chunk is released
+                # uncounted when its death is handled), so no need to wait for it
+                slot.killed_for_shutdown = True
+                _kill(slot)
+
+    def _step(self) -> None:
+        tick = 0.1
+        waitables: list[Any] = [s.conn for s in self.slots.values()]
+        waitables += [s.process.sentinel for s in self.slots.values()]
+        ready = wait(waitables, timeout=tick)
+        for slot in list(self.slots.values()):
+            if slot.conn in ready:
+                self._read(slot)
+            if slot.process.sentinel in ready:
+                self._on_exit(slot)
+        self._check_timeouts()
+        self.heartbeat.beat(self.slots.values(), self._lease_lost)
+        if self.stopping and time.monotonic() >= self._stop_deadline:
+            for slot in self.slots.values():
+                if slot.process.is_alive():
+                    slot.killed_for_shutdown = True
+                    _kill(slot)
+        if self.on_tick is not None and not self.stopping and self.on_tick():
+            self.request_stop()
+
+    # -- children ------------------------------------------------------------
+
+    def _spawn(self, number: int) -> None:
+        parent_conn, child_conn = _CTX.Pipe()
+        beacon = memoryview(mmap.mmap(-1, 16)).cast("q")
+        proc = _CTX.Process(target=_child_main, name=f"ttg-child-{number}", daemon=True,
+                            args=(child_conn, beacon, self.settings, self.options, os.getpid()))
+        proc.start()
+        child_conn.close()
+        self.slots[number] = Slot(number, proc, parent_conn, beacon)
+
+    def _read(self, slot: Slot) -> None:
+        try:
+            while slot.conn.poll():
+                msg = slot.conn.recv()
+                if msg[0] == "leased":
+                    slot.lease, slot.timeout = msg[1], msg[2]
+                    slot.watched_index, slot.watched_since = 0, time.monotonic()
+                elif msg[0] == "finished":
+                    slot.lease = None
+                elif msg[0] == "bye":
+                    slot.retiring = msg[1]
+        except (EOFError, OSError):
+            pass  # the child is gone; its sentinel tells the rest
+
+    def _on_exit(self, slot: Slot) -> None:
+        self._read(slot)  # messages sent just before dying
+        slot.process.join()
+        code = slot.process.exitcode
+        del self.slots[slot.number]
+        slot.conn.close()
+        if slot.lease is not None:
+            self._release_dead(slot, code)
+        if self.stopping or slot.retiring in ("drained", "stop"):
+            return
+        if code != 0 or slot.retiring == "recycle":
+            self.restarts += 1
+            self._spawn(slot.number)
+
+    def _release_dead(self, slot: Slot, code: int | None) -> None:
+        assert slot.lease is not None
+        failure = None
+        if not slot.killed_for_shutdown:
+            index = slot.beacon[0] - 1 if slot.beacon[0] > 0 else None
+            failure = slot.killed_for or Failure("crashed", describe_exit(code, index), index)
+            log.warning("child %s died on %s %s: %s", slot.number, slot.lease.sweep_id,
+                        slot.lease.chunk, failure.reason)
+        try:
+            self.broker.release(slot.lease, failure=failure)
+        except BrokerError as exc:  # the lease will expire and come back anyway
+            log.error("could not release %s %s: %s", slot.lease.sweep_id, slot.lease.chunk, exc)
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots.values():
+            if slot.lease is None or slot.timeout is None or slot.killed_for is not None:
+                continue
+            current = slot.beacon[0]
+            if current != slot.watched_index:
+                slot.watched_index, slot.watched_since = current, now
+            elif current and now - slot.watched_since > slot.timeout:
+                index = current - 1
+                slot.killed_for = Failure("timeout", f"index {index} ran longer than the "
+                                          f"{slot.timeout:g} s timeout", index)
+                log.warning("killing child %s: %s", slot.number, slot.killed_for.reason)
+                _kill(slot)
+
+    def _lease_lost(self, slot: Slot, lease: Lease, exc: TtgError) -> None:
+        self._read(slot)
+        if slot.lease is None or slot.lease.token != lease.token:
+            return  # the child finished the chunk while we were extending it
+        log.warning("child %s lost its lease on %s %s: %s; stopping it", slot.number,
+                    lease.sweep_id, lease.chunk, exc)
+        slot.lease = None  # not ours to release any more
+        _kill(slot)
+
+    def _kill_all(self) -> None:
+        for slot in list(self.slots.values()):
+            slot.killed_for_shutdown = True
+            _kill(slot)
+            slot.process.join(5)
+            self._read(slot)
+            if slot.lease is not None:
+                self._release_dead(slot, slot.process.exitcode)
+            self.slots.pop(slot.number, None)
+
+    # -- signals -------------------------------------------------------------
+
+    def _install_signals(self) -> dict[int, Any]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        handler = self._on_signal
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("received %s: finishing current chunks (grace %.0f s)",
+                    signal.Signals(signum).name, self.settings.grace_seconds)
+        self.request_stop()
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def describe_exit(code: int | None, index: int | None) -> str:
+    where = f" at index {index}" if index is not None else ""
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = {"SIGSEGV": " (segmentation fault)", "SIGKILL": " (killed; out of memory?)",
+                "SIGABRT": " (aborted)", "SIGBUS": " (bus error)"}.get(name, "")
+        return f"the process was killed by {name}{hint}{where}"
+    return f"the process exited with status {code}{where} (os._exit or a crash in native code)"
+
+
+def _kill(slot: Slot) -> None:
+    try:
+        os.kill(slot.process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _send(conn: Connection, msg: tuple[Any, ...]) -> None:
+    try:
+        conn.send(msg)
+    except (OSError, ValueError):
+        pass  # a dead child's pipe; its sentinel tells the rest
+
+
+# -- inside the child -----------------------------------------------------------
+
+
+class _PipeReporter:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._stop = False
+
+    def leased(self, lease: Lease, timeout: float | None) -> None:
+        self.conn.send(("leased", replace(lease, body=b""), timeout))
+
+    def finished(self, lease: Lease) -> None:
+        self.conn.send(("finished",))
+
+    def stop_requested(self) -> bool:
+        while not self._stop and self.conn.poll():
+            self._stop = self.conn.recv()[0] == "stop"
+        return self._stop
+
+
+def _child_main(conn: Connection, beacon: memoryview, settings: Settings, options: ChildOptions,
+                parent: int) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    options = replace(options, worker_id=f"{options.worker_id or socket.gethostname()}-{os.getpid()}")
+    codec = Codec(settings.secret)
+    reason = "error"
+    try:
+        with open_broker(settings) as broker, open_store(settings) as store:
+            reporter = _PipeReporter(conn)
+            reason = ChildLoop(broker, store, codec, options, reporter, beacon).run()
+    except TtgError as exc:
+        log.error("worker child stopped: %s", exc)
+        time.sleep(1.0)  # do not spin when the broker or store is down; the supervisor restarts us
+        reason = "restart"
+    finally:
+        _send(conn, ("bye", reason))
+        conn.close()
+    os._exit(0 if reason in ("stop", "drained", "recycle") else 3)
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the ppid check below and lease expiry cover us
+    if os.getppid() != parent:
+        os._exit(1)
