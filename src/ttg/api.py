@@ -9,21 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from . import client, funcref
 from . import settings as settings_mod
 from .brokers import open_broker
 from .codec import Codec
 from .errors import ConfigError
-from .results import ErrorRow, Table
 from .rows import FileSpace
 from .settings import Settings
 from .space import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
 from .stores import Progress, open_store
 from .sweep import Options, Sweep
+
+if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
+    import pyarrow as pa
+
+    from .results import ErrorRow
 
 SpaceLike = Space | Mapping[str, Any] | int | str | Path
 FunctionLike = Callable[..., Any] | str
@@ -116,6 +118,8 @@ class Results:
             return store.progress(self.sweep.id)
 
     def to_arrow(self) -> pa.Table:
+        from .results import Table
+
         with open_store(self.settings) as store:
             return Table(store, self.sweep).to_arrow()
 
@@ -123,10 +127,14 @@ class Results:
         return self.to_arrow().to_pandas()
 
     def write(self, path: str | Path) -> int:
+        from .results import Table
+
         with open_store(self.settings) as store:
             return Table(store, self.sweep).write(path)
 
     def errors(self) -> Iterator[ErrorRow]:
+        from .results import Table
+
         with open_store(self.settings) as store:
             yield from Table(store, self.sweep).errors()
 
@@ -152,13 +160,14 @@ def _prepare(fn: FunctionLike, space: SpaceLike, name: str | None, options: Opti
 
 def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         chunk_size: int | str = "auto", max_attempts: int = 3, timeout: float | None = None,
-        batched: bool = False, priority: int = 0, name: str | None = None,
-        home: str | Path | None = None, broker: str | None = None, store: str | None = None,
-        settings: Settings | None = None) -> Results:
+        batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
+        name: str | None = None, home: str | Path | None = None, broker: str | None = None,
+        store: str | None = None, settings: Settings | None = None) -> Results:
     """Submit a sweep (resuming it if it exists), run local workers until it is done,
     and return its results. ``fn`` is a function object or ``"pkg.mod:fn"``."""
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
-    options = Options(_chunk_size(chunk_size), max_attempts, timeout, priority, batched)
+    options = Options(_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
+                      target_chunk_seconds)
     sweep, sp = _prepare(fn, space, name, options)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, sp, b, st, Codec(s.secret))
@@ -168,11 +177,13 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
 
 def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto", max_attempts: int = 3,
            timeout: float | None = None, batched: bool = False, priority: int = 0,
-           name: str | None = None, home: str | Path | None = None, broker: str | None = None,
-           store: str | None = None, settings: Settings | None = None) -> Results:
+           target_chunk_seconds: float = 1.0, name: str | None = None,
+           home: str | Path | None = None, broker: str | None = None, store: str | None = None,
+           settings: Settings | None = None) -> Results:
     """Queue a sweep for workers started elsewhere (``ttg worker``)."""
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
-    options = Options(_chunk_size(chunk_size), max_attempts, timeout, priority, batched)
+    options = Options(_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
+                      target_chunk_seconds)
     sweep, sp = _prepare(fn, space, name, options)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, sp, b, st, Codec(s.secret))

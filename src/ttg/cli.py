@@ -20,7 +20,6 @@ from .api import _chunk_size
 from .brokers import open_broker
 from .codec import Codec
 from .errors import ConfigError, SpecError, TtgError
-from .results import Table
 from .settings import Settings
 from .space import Space, load_spec_file, space_from_spec
 from .spaceflags import grid_axis, parse_range, random_param
@@ -180,6 +179,8 @@ def results(name: str, output: Path, **kw: Any) -> None:
     """Write a sweep's results table to a file."""
     s = _settings(kw)
     with open_store(s) as store:
+        from .results import Table
+
         sweep = store.sweep(name)
         rows = Table(store, sweep).write(output)
         p = store.progress(name)
@@ -195,6 +196,8 @@ def results(name: str, output: Path, **kw: Any) -> None:
 def errors(name: str, show_tb: bool, limit: int, **kw: Any) -> None:
     """List the failed indices of a sweep with their messages."""
     s = _settings(kw)
+    from .results import Table
+
     with open_store(s) as store, open_broker(s) as broker:
         sweep = store.sweep(name)
         shown = 0

@@ -21,7 +21,7 @@ _VERSION = "ttg1"
 
 def pack(obj: Any) -> bytes:
     """msgpack-encode plain data (dicts, lists, str, bytes, numbers, None)."""
-    return msgpack.packb(obj, use_bin_type=True, default=_default)  # type: ignore[no-any-return]
+    return msgpack.packb(obj, use_bin_type=True, default=_default)
 
 
 def unpack(data: bytes) -> Any:

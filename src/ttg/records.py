@@ -3,7 +3,7 @@ never one per point).
 
 Blob layout (msgpack map): ``v`` values; ``s`` statuses, or nil when all are
 ok; ``e`` {offset: [type, message, traceback]} for failed points; ``d``
-durations in seconds; ``w`` worker id; ``a`` attempt; ``p`` the points
+durations in integer nanoseconds (small ints pack into 1 to 5 bytes); ``w`` worker id; ``a`` attempt; ``p`` the points
 themselves, for file spaces only (generated points are recomputed from the
 spec on export).
 """
@@ -27,7 +27,8 @@ class ChunkRecords:
     start: int
     stop: int
     values: list[Any]
-    durations: list[float]
+    #: nanoseconds per point
+    durations: list[int]
     worker: str
     attempt: int
     #: None means every point is "ok".
@@ -96,12 +97,12 @@ class ChunkRecords:
         for k in range(len(self)):
             e = errs.get(k)
             text = f"{e[0]}: {e[1]}" if e else None
-            yield self.start + k, self.status(k), self.values[k], text, self.durations[k]
+            yield self.start + k, self.status(k), self.values[k], text, self.durations[k] / 1e9
 
 
 def failed_record(chunk: Chunk, status: str, reason: str, worker: str, attempt: int,
                   params: list[Any] | None = None) -> ChunkRecords:
     """Records for indices that never produced a value (crashed, timeout)."""
     n = len(chunk)
-    return ChunkRecords(chunk.start, chunk.stop, [None] * n, [0.0] * n, worker, attempt,
+    return ChunkRecords(chunk.start, chunk.stop, [None] * n, [0] * n, worker, attempt,
                         [status] * n, {k: (status, reason, "") for k in range(n)}, params)

@@ -66,7 +66,7 @@ class Table:
         errs = rec.errors or {}
         cols["status"] = statuses
         cols["error"] = [f"{errs[k][0]}: {errs[k][1]}" if k in errs else None for k in range(len(rec))]
-        cols["duration"] = list(rec.durations)
+        cols["duration"] = [d / 1e9 for d in rec.durations]
         cols["worker"] = [rec.worker] * len(rec)
         cols["attempt"] = [rec.attempt] * len(rec)
         return cols

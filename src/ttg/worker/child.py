@@ -163,7 +163,7 @@ class ChildLoop:
             if not self.store.commit(task.sweep_id, rec):
                 log.info("%s %s was already committed by another worker", task.sweep_id, rec.chunk)
             if rec.stop < part.stop:  # chunk_size="auto": hand the rest back
-                per_point = sum(rec.durations) / len(rec)
+                per_point = sum(rec.durations) / len(rec) / 1e9
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
                 self._requeue(task, lease, rest)
         self.broker.ack(lease)

@@ -21,19 +21,20 @@ Beacon = Any  # a memoryview of int64: [index + 1 being computed (0: none), call
 
 
 def run_points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, beacon: Beacon,
-               deadline: float | None = None) -> tuple[list[Any], list[float],
+               deadline: float | None = None) -> tuple[list[Any], list[int],
                                                         dict[int, tuple[str, str, str]] | None]:
-    """Call ``fn`` on each point; stop after the first point that ends past ``deadline``.
+    """Call ``fn`` on each point; stop after the first point that ends past
+    ``deadline`` (a ``time.perf_counter()`` value).
 
-    Returns values, durations and errors by offset (None when there were none).
+    Returns values, durations in nanoseconds, and errors by offset (None when there were none).
     Exceptions raised by ``fn`` (including SystemExit) become that point's error.
     """
     values: list[Any] = []
-    durations: list[float] = []
+    durations: list[int] = []
     errors: dict[int, tuple[str, str, str]] | None = None
     add_value, add_duration = values.append, durations.append
-    now = time.perf_counter
-    limit = float("inf") if deadline is None else deadline
+    now = time.perf_counter_ns
+    limit = float("inf") if deadline is None else deadline * 1e9
     t0 = now()
     for k, point in enumerate(points):
         beacon[0] = start + k + 1
@@ -55,19 +56,19 @@ def run_points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, beac
 
 
 def run_batch(fn: Callable[[Any], Any], batch: Any, n: int, start: int,
-              beacon: Beacon) -> tuple[list[Any], list[float], dict[int, tuple[str, str, str]] | None]:
+              beacon: Beacon) -> tuple[list[Any], list[int], dict[int, tuple[str, str, str]] | None]:
     """Call a vectorized ``fn`` once with all points; it must return ``n`` results
     (a sequence, an array, or a dict of equal-length columns)."""
     beacon[0] = start + 1
-    t0 = time.perf_counter()
+    t0 = time.perf_counter_ns()
     try:
         out = fn(batch)
         values = _as_rows(out, n)
     except (Exception, SystemExit) as exc:
         err = describe(exc)
         beacon[0] = 0
-        return [None] * n, [0.0] * n, dict.fromkeys(range(n), err)
-    per = (time.perf_counter() - t0) / n
+        return [None] * n, [0] * n, dict.fromkeys(range(n), err)
+    per = (time.perf_counter_ns() - t0) // n
     beacon[0] = 0
     return values, [per] * n, None
 

@@ -1,0 +1,119 @@
+"""Importable functions for the tests (workers import them as tests.funcs:NAME).
+
+Functions that misbehave on purpose take the index from the point (``x`` for
+range spaces). Functions that count executions append one line per call to
+the file named by the TTG_TEST_COUNTER environment variable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from typing import Any
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def noop(x: Any) -> None:
+    return None
+
+
+def add(p: dict[str, Any]) -> float:
+    return sum(v for v in p.values() if isinstance(v, int | float))
+
+
+def as_dict(p: Any) -> dict[str, Any]:
+    return {"double": p * 2 if isinstance(p, int | float) else None, "text": str(p)}
+
+
+def sleep_ms(x: int) -> int:
+    time.sleep(0.001)
+    return x
+
+
+def slow(x: int) -> int:
+    time.sleep(0.02)
+    return x
+
+
+def fail_on_multiples_of_7(x: int) -> int:
+    if x % 7 == 0:
+        raise ValueError(f"{x} is a multiple of 7")
+    return x
+
+
+def exit_on_13(x: int) -> int:
+    if x == 13:
+        os._exit(1)
+    return x
+
+
+def segfault_on_13(x: int) -> int:
+    if x == 13:
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return x
+
+
+def hang_on_13(x: int) -> int:
+    if x == 13:
+        time.sleep(3600)
+    return x
+
+
+def counted(x: int) -> int:
+    """Sleeps 2 ms and records each execution (for resume tests)."""
+    path = os.environ["TTG_TEST_COUNTER"]
+    with open(path, "a") as fh:
+        fh.write(f"{x}\n")
+    time.sleep(0.002)
+    return x
+
+
+def counted_slow(x: int) -> int:
+    path = os.environ["TTG_TEST_COUNTER"]
+    with open(path, "a") as fh:
+        fh.write(f"{x}\n")
+    time.sleep(0.05)
+    return x
+
+
+def batched_square(xs: Any) -> Any:
+    return xs * xs
+
+
+def batched_sum(cols: dict[str, Any]) -> Any:
+    return cols["a"] + cols["b"]
+
+
+def _count(x: Any) -> None:
+    path = os.environ.get("TTG_TEST_COUNTER")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{x}\n")
+
+
+def fail_on_7_unless_fixed(x: int) -> int:
+    """Counts executions; raises on multiples of 7 unless TTG_TEST_FIXED=1 (for `ttg retry`)."""
+    _count(x)
+    if x % 7 == 0 and os.environ.get("TTG_TEST_FIXED") != "1":
+        raise ValueError(f"{x} is a multiple of 7")
+    return x
+
+
+def sys_exit_on_13(x: int) -> int:
+    if x == 13:
+        raise SystemExit(3)
+    return x
+
+
+def unstorable_on_13(x: int) -> Any:
+    """Index 13 returns a value msgpack cannot store."""
+    return object() if x == 13 else x
+
+
+def clashing(x: int) -> dict[str, Any]:
+    """A dict result whose keys clash with the table's own columns."""
+    return {"x": -x, "status": "mine", "value": x * 10}
