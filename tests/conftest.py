@@ -19,8 +19,10 @@ from ttg.settings import Settings
 from ttg.stores import ResultStore, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKERS = ["local"]
-STORES = ["sqlite"]
+BROKERS = ["local", "redis"]
+STORES = ["sqlite", "redis"]
+#: The shared test Redis (scripts/services starts it); each test empties this database.
+REDIS_URL = os.environ.get("TTG_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
@@ -36,17 +38,33 @@ def settings(home: Path) -> Settings:
 def broker_url(kind: str, home: Path) -> str:
     if kind == "local":
         return f"local://{home / 'broker.db'}"
+    if kind == "redis":
+        return REDIS_URL
     raise AssertionError(kind)
 
 
 def store_url(kind: str, home: Path) -> str:
     if kind == "sqlite":
         return f"sqlite://{home / 'results.db'}"
+    if kind == "redis":
+        return REDIS_URL
     raise AssertionError(kind)
+
+
+def empty_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 @pytest.fixture(params=BROKERS)
 def broker(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[Broker]:
+    if request.param == "redis":
+        empty_redis()
     b = open_broker(settings, broker_url(request.param, home))
     yield b
     b.close()
@@ -54,6 +72,8 @@ def broker(request: pytest.FixtureRequest, settings: Settings, home: Path) -> It
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[ResultStore]:
+    if request.param == "redis":
+        empty_redis()
     s = open_store(settings, store_url(request.param, home))
     yield s
     s.close()

@@ -18,8 +18,11 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-#: Number of chunks an "auto" sweep is first cut into.
+#: Number of chunks an "auto" sweep is first cut into...
 AUTO_CHUNKS = 256
+#: ...unless that would make chunks smaller than this (per-chunk overhead would
+#: dominate; a slow function's chunks get cut down by the hand-back anyway).
+AUTO_MIN_CHUNK = 16
 #: Default target duration of one chunk with chunk_size="auto", in seconds.
 TARGET_CHUNK_SECONDS = 1.0
 
@@ -42,7 +45,7 @@ class Chunk:
 
 def auto_size(total: int) -> int:
     """The first chunk size of an ``auto`` sweep of ``total`` points."""
-    return max(1, math.ceil(total / AUTO_CHUNKS))
+    return max(1, min(total, AUTO_MIN_CHUNK), math.ceil(total / AUTO_CHUNKS))
 
 
 def plan(start: int, stop: int, size: int) -> Iterator[Chunk]:

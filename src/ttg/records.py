@@ -3,9 +3,9 @@ never one per point).
 
 Blob layout (msgpack map): ``v`` values; ``s`` statuses, or nil when all are
 ok; ``e`` {offset: [type, message, traceback]} for failed points; ``d``
-durations in integer nanoseconds (small ints pack into 1 to 5 bytes); ``w`` worker id; ``a`` attempt; ``p`` the points
-themselves, for file spaces only (generated points are recomputed from the
-spec on export).
+durations in integer nanoseconds (small ints pack into 1 to 5 bytes); ``w``
+worker id; ``a`` attempt; ``p`` the points themselves, for file spaces only
+(generated points are recomputed from the spec on export).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from ttg.stores import open_store
 
 
 def test_auto_chunks_shrink_to_the_target(home: Path) -> None:
-    total = 2560  # 256 planned chunks of 10 points, 1 ms each: 10 ms per chunk
+    total = 4096  # 256 planned chunks of 16 points, 1 ms each: 16 ms per chunk
     res = ttg.run("tests.funcs:sleep_ms", ttg.Range(total), workers=2, home=home,
                   target_chunk_seconds=0.004)
     assert res.outcome == "complete"
@@ -23,9 +23,9 @@ def test_auto_chunks_shrink_to_the_target(home: Path) -> None:
         committed = [(rec.start, rec.stop) for rec in store.chunks(res.name)]
     finally:
         store.close()
-    # each 10 ms chunk stopped after ~4 ms and handed the rest back as a new chunk
+    # each 16 ms chunk stopped after ~4 ms and handed the rest back as a new chunk
     assert len(committed) > AUTO_CHUNKS * 1.5
-    assert max(b - a for a, b in committed) <= 10
+    assert max(b - a for a, b in committed) <= 16
     table = res.to_arrow()
     assert table.column("value").to_pylist() == list(range(total))
     assert len(records_per_index(home, res.name)) == total

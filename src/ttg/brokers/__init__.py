@@ -19,7 +19,13 @@ def _local(url: str, settings: Settings) -> Broker:
     return LocalBroker(path, settings.lease_seconds, poll_seconds=settings.poll_seconds)
 
 
-_SCHEMES: dict[str, Callable[[str, Settings], Broker]] = {"local": _local}
+def _redis(url: str, settings: Settings) -> Broker:
+    from .redis_streams import RedisBroker
+
+    return RedisBroker(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
+
+
+_SCHEMES: dict[str, Callable[[str, Settings], Broker]] = {"local": _local, "redis": _redis, "rediss": _redis}
 
 
 def open_broker(settings: Settings, url: str | None = None) -> Broker:

@@ -18,7 +18,15 @@ def _sqlite(url: str, settings: Settings) -> ResultStore:
     return SqliteStore(url.removeprefix("sqlite://"))
 
 
-_SCHEMES: dict[str, Callable[[str, Settings], ResultStore]] = {"sqlite": _sqlite}
+def _redis(url: str, settings: Settings) -> ResultStore:
+    from .redis import RedisStore
+
+    return RedisStore(url)
+
+
+_SCHEMES: dict[str, Callable[[str, Settings], ResultStore]] = {
+    "sqlite": _sqlite, "redis": _redis, "rediss": _redis,
+}
 
 
 def open_store(settings: Settings, url: str | None = None) -> ResultStore:

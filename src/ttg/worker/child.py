@@ -162,6 +162,7 @@ class ChildLoop:
             make_storable(rec)
             if not self.store.commit(task.sweep_id, rec):
                 log.info("%s %s was already committed by another worker", task.sweep_id, rec.chunk)
+                self._commit_gaps(task.sweep_id, rec)
             if rec.stop < part.stop:  # chunk_size="auto": hand the rest back
                 per_point = sum(rec.durations) / len(rec) / 1e9
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
@@ -191,6 +192,15 @@ class ChildLoop:
         params = task.rows[offset:offset + n] if task.rows is not None else None
         return ChunkRecords(part.start, part.start + n, values, durations, self.options.worker_id,
                             attempt, statuses, errors, params)
+
+    def _commit_gaps(self, sweep_id: str, rec: ChunkRecords) -> None:
+        """Commit the parts of ``rec`` still without records. Another worker may
+        have committed only part of the range meanwhile (its lease was lost, or it
+        cut the chunk elsewhere) and died before handing the rest back; acking
+        without these would leave those indices with no record."""
+        while gaps := self.store.uncommitted(sweep_id, rec.chunk):
+            for gap in gaps:  # a refusal means someone else committed there: look again
+                self.store.commit(sweep_id, rec.slice(gap.start, gap.stop))
 
     def _requeue(self, task: Task, lease: Lease, pieces: list[Chunk]) -> None:
         items = [(p, self.codec.encode(task.body_for(p))) for p in pieces]

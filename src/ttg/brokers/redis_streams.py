@@ -1,0 +1,316 @@
+"""The Redis Streams broker: chunks in one stream per sweep, leased through a
+consumer group; for workers on many machines.
+
+Keys (one Redis instance, not Cluster: the lease script walks sweeps):
+
+``ttg:q:{sweep}``     stream of queued and leased chunks; fields ``s`` start,
+                      ``e`` stop, ``b`` message body, ``f`` failed attempts,
+                      ``l`` last failure (JSON), ``p`` priority. Consumer group
+                      ``w``. A lease is a pending entry owned by the worker's
+                      consumer; its idle time is the time since its last
+                      heartbeat (XCLAIM resets it). An acked chunk is XDELed,
+                      so memory does not grow with the sweep.
+``ttg:k:{sweep}``     set of ``start:stop`` of live chunks: submit adds nothing twice.
+``ttg:x:{sweep}``     hash entry id -> leases lost on it (expired and reclaimed),
+                      added to ``f`` when the chunk is next released.
+``ttg:dl:{sweep}``    zset of released-with-delay chunks (msgpack), scored by
+                      the time (ms) they are ready again.
+``ttg:dead:{sweep}``  list of dead letters (JSON: start, stop, reason, at).
+``ttg:active``        zset sweep -> priority: the sweeps a lease looks at.
+``ttg:all``           set of every sweep submitted (for stats).
+``ttg:cancelled``     set of cancelled sweeps.
+
+Every step that reads then writes is one Lua script, so it is atomic. An
+expired lease is reclaimed with XAUTOCLAIM (min idle time = the lease period)
+by whichever live worker leases next, and counts as a failed attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..chunking import Chunk
+from ..errors import BrokerUnavailable, LeaseLost
+from ..retry import Failure
+from .base import Broker, DeadLetter, Lease, QueueStats, poll
+
+_OWNED = """
+local function owned(q, id, consumer)
+  if redis.call('EXISTS', q) == 0 then return false end
+  local p = redis.call('XPENDING', q, 'w', id, id, 1)
+  return #p > 0 and p[1][2] == consumer
+end
+local function field(flat, name)
+  for i = 1, #flat, 2 do if flat[i] == name then return flat[i + 1] end end
+  return nil
+end
+"""
+
+_SUBMIT = """
+-- KEYS: q, keyset, active, cancelled, all; ARGV: sweep, priority, (start, stop, body)...
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[1], 'w', '0', 'MKSTREAM')
+end
+local n = 0
+for i = 3, #ARGV, 3 do
+  if redis.call('SADD', KEYS[2], ARGV[i] .. ':' .. ARGV[i + 1]) == 1 then
+    redis.call('XADD', KEYS[1], '*', 's', ARGV[i], 'e', ARGV[i + 1], 'b', ARGV[i + 2],
+               'f', 0, 'l', '', 'p', ARGV[2])
+    n = n + 1
+  end
+end
+return n
+"""
+
+_LEASE = """
+-- ARGV: consumer, min idle ms, only this sweep ('' for any)
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local sweeps
+if ARGV[3] ~= '' then sweeps = {ARGV[3]} else sweeps = redis.call('ZREVRANGE', 'ttg:active', 0, -1) end
+for _, sw in ipairs(sweeps) do
+  local q = 'ttg:q:' .. sw
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'ttg:dl:' .. sw, '-inf', now, 'LIMIT', 0, 100)) do
+    local e = cmsgpack.unpack(m)
+    redis.call('ZREM', 'ttg:dl:' .. sw, m)
+    redis.call('XADD', q, '*', 's', e[1], 'e', e[2], 'b', e[3], 'f', e[4], 'l', e[5], 'p', e[6])
+  end
+  if redis.call('EXISTS', q) == 1 then
+    local got = redis.call('XAUTOCLAIM', q, 'w', ARGV[1], ARGV[2], '0-0', 'COUNT', 1)
+    if #got[2] > 0 then
+      local id = got[2][1][1]
+      local lost = redis.call('HINCRBY', 'ttg:x:' .. sw, id, 1)
+      return {sw, id, got[2][1][2], lost}
+    end
+    local r = redis.call('XREADGROUP', 'GROUP', 'w', ARGV[1], 'COUNT', 1, 'STREAMS', q, '>')
+    if r and #r[1][2] > 0 then
+      return {sw, r[1][2][1][1], r[1][2][1][2], 0}
+    end
+  end
+end
+return false
+"""
+
+_EXTEND = _OWNED + """
+-- KEYS: q; ARGV: id, consumer
+if not owned(KEYS[1], ARGV[1], ARGV[2]) then return 0 end
+redis.call('XCLAIM', KEYS[1], 'w', ARGV[2], 0, ARGV[1], 'JUSTID')
+return 1
+"""
+
+_FINISH = _OWNED + """
+-- ack, release or dead-letter, only by the owner.
+-- KEYS: q, keyset, x, dl, dead, active, cancelled
+-- ARGV: id, consumer, sweep, mode ('ack'|'release'|'dead'), failed (0|1), failure JSON,
+--       delay ms, dead-letter JSON
+local q, id = KEYS[1], ARGV[1]
+if not owned(q, id, ARGV[2]) then return 0 end
+local entry = redis.call('XRANGE', q, id, id)[1][2]
+local s, e = field(entry, 's'), field(entry, 'e')
+local lost = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+redis.call('XACK', q, 'w', id)
+redis.call('XDEL', q, id)
+redis.call('HDEL', KEYS[3], id)
+local mode = ARGV[4]
+if mode == 'release' and redis.call('SISMEMBER', KEYS[7], ARGV[3]) == 0 then
+  local f = tonumber(field(entry, 'f')) + lost + tonumber(ARGV[5])
+  local l = field(entry, 'l')
+  if ARGV[5] == '1' then l = ARGV[6]
+  elseif lost > 0 then
+    l = cjson.encode({kind = 'lost', reason = 'the lease expired: its worker died, hung or was cut off'})
+  end
+  local b, p = field(entry, 'b'), field(entry, 'p')
+  if tonumber(ARGV[7]) > 0 then
+    local t = redis.call('TIME')
+    local ready = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[7])
+    redis.call('ZADD', KEYS[4], ready, cmsgpack.pack({s, e, b, f, l, p, id}))
+  else
+    redis.call('XADD', q, '*', 's', s, 'e', e, 'b', b, 'f', f, 'l', l, 'p', p)
+  end
+  return 1
+end
+redis.call('SREM', KEYS[2], s .. ':' .. e)
+if mode == 'dead' then redis.call('RPUSH', KEYS[5], ARGV[8]) end
+if redis.call('SCARD', KEYS[2]) == 0 then redis.call('ZREM', KEYS[6], ARGV[3]) end
+return 1
+"""
+
+_CANCEL = """
+-- KEYS: q, keyset, x, dl, active, cancelled; ARGV: sweep
+redis.call('SADD', KEYS[6], ARGV[1])
+local n = redis.call('SCARD', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
+return n
+"""
+
+
+class RedisBroker(Broker):
+    def __init__(self, url: str, lease_seconds: float = 10.0, poll_seconds: float = 0.05,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(lease_seconds, clock)
+        self.url = url
+        self.poll_seconds = poll_seconds
+        self.r = connect(url, BrokerUnavailable)
+        self._submit = self.r.register_script(_SUBMIT)
+        self._lease = self.r.register_script(_LEASE)
+        self._extend = self.r.register_script(_EXTEND)
+        self._finish = self.r.register_script(_FINISH)
+        self._cancel = self.r.register_script(_CANCEL)
+
+    def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
+        args: list[Any] = [sweep_id, priority]
+        for chunk, body in items:
+            args += [chunk.start, chunk.stop, body]
+        keys = [_q(sweep_id), f"ttg:k:{sweep_id}", "ttg:active", "ttg:cancelled", "ttg:all"]
+        return int(self._call(self._submit, keys, args))
+
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+        idle_ms = int(self.lease_seconds * 1000)
+        return poll(lambda: self._try_lease(worker_id, idle_ms, sweep_id), timeout, self.poll_seconds)
+
+    def _try_lease(self, worker_id: str, idle_ms: int, sweep_id: str | None) -> Lease | None:
+        got = self._call(self._lease, [], [worker_id, idle_ms, sweep_id or ""])
+        if not got:
+            return None
+        sweep, entry_id, flat, lost = got
+        f = dict(zip(flat[::2], flat[1::2], strict=True))
+        lost = int(lost)
+        last = f.get(b"l") or b""
+        failure = Failure.from_dict(json.loads(last)) if last else None
+        if lost:
+            failure = Failure("lost", "the lease expired: its worker died, hung or was cut off")
+        token = f"{entry_id.decode()}|{worker_id}"
+        return Lease(sweep.decode(), Chunk(int(f[b"s"]), int(f[b"e"])), f[b"b"], token,
+                     self.clock() + self.lease_seconds, int(f[b"f"]) + lost, failure, int(f[b"p"]))
+
+    def extend(self, lease: Lease) -> Lease:
+        entry_id, consumer = _token(lease)
+        if not self._call(self._extend, [_q(lease.sweep_id)], [entry_id, consumer]):
+            raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost; another worker has "
+                            "the chunk (or it was acked or cancelled).")
+        return replace(lease, deadline=self.clock() + self.lease_seconds)
+
+    def _finish_lease(self, lease: Lease, mode: str, failure: Failure | None = None, delay: float = 0.0,
+                      reason: str = "") -> None:
+        entry_id, consumer = _token(lease)
+        s = lease.sweep_id
+        keys = [_q(s), f"ttg:k:{s}", f"ttg:x:{s}", f"ttg:dl:{s}", f"ttg:dead:{s}", "ttg:active",
+                "ttg:cancelled"]
+        dead = json.dumps({"start": lease.chunk.start, "stop": lease.chunk.stop, "reason": reason,
+                           "at": self.clock()}) if mode == "dead" else ""
+        args = [entry_id, consumer, s, mode, 1 if failure else 0,
+                json.dumps(failure.to_dict()) if failure else "", int(delay * 1000), dead]
+        self._call(self._finish, keys, args)
+
+    def ack(self, lease: Lease) -> None:
+        self._finish_lease(lease, "ack")
+
+    def release(self, lease: Lease, *, failure: Failure | None = None, delay: float = 0.0) -> None:
+        self._finish_lease(lease, "release", failure, delay)
+
+    def dead_letter(self, lease: Lease, reason: str) -> None:
+        self._finish_lease(lease, "dead", reason=reason)
+
+    def dead_letters(self, sweep_id: str) -> list[DeadLetter]:
+        rows = self._do(lambda: self.r.lrange(f"ttg:dead:{sweep_id}", 0, -1))
+        out = []
+        for raw in rows:
+            d = json.loads(raw)
+            out.append(DeadLetter(sweep_id, Chunk(d["start"], d["stop"]), d["reason"], d["at"]))
+        return out
+
+    def stats(self, sweep_id: str | None = None) -> QueueStats:
+        sweeps = [sweep_id] if sweep_id else sorted(s.decode() for s in self._do(
+            lambda: self.r.smembers("ttg:all")))
+        queued = leased = dead = 0
+        for s in sweeps:
+            def read(s: str = s) -> list[Any]:
+                pipe = self.r.pipeline(transaction=False)
+                pipe.xlen(_q(s))
+                pipe.exists(_q(s))
+                pipe.zcard(f"ttg:dl:{s}")
+                pipe.llen(f"ttg:dead:{s}")
+                out: list[Any] = pipe.execute()
+                pending = self.r.xpending(_q(s), "w")["pending"] if out[1] else 0
+                return [*out, pending]
+
+            length, _, delayed, d, pending = self._do(read)
+            queued += length - pending + delayed
+            leased += pending
+            dead += d
+        return QueueStats(queued, leased, dead)
+
+    def cancel(self, sweep_id: str) -> int:
+        s = sweep_id
+        keys = [_q(s), f"ttg:k:{s}", f"ttg:x:{s}", f"ttg:dl:{s}", "ttg:active", "ttg:cancelled"]
+        return int(self._call(self._cancel, keys, [s]))
+
+    def close(self) -> None:
+        self.r.close()
+
+    def _call(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        return self._do(lambda: script(keys=keys, args=args))
+
+    def _do(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(describe(self.url, exc)) from exc
+
+
+def _q(sweep_id: str) -> str:
+    return f"ttg:q:{sweep_id}"
+
+
+def _token(lease: Lease) -> tuple[str, str]:
+    entry_id, _, consumer = lease.token.partition("|")
+    return entry_id, consumer
+
+
+def connect(url: str, error: type[Exception]) -> redis.Redis:
+    """A client that retries dropped connections with exponential backoff (about
+    15 s in all, enough for a restart) and fails fast with one clear sentence."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=12)
+    try:
+        client = redis.Redis.from_url(url, retry=retry, retry_on_error=[redis.ConnectionError,
+                                      redis.TimeoutError], socket_connect_timeout=5, socket_timeout=60,
+                                      health_check_interval=15)
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise error(describe(url, exc)) from exc
+    return client
+
+
+def describe(url: str, exc: Exception) -> str:
+    where = _safe(url)
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+        return (f"Redis at {where} refused the credentials ({exc}); check the user and password "
+                "in the URL.")
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return (f"cannot reach Redis at {where} ({exc}); check that the server runs and the URL "
+                "(host, port, TLS) is right.")
+    if isinstance(exc, ValueError):
+        return (f"the Redis URL {where} is malformed ({exc}); write it as "
+                "redis://[user:password@]host:port/db.")
+    return f"Redis at {where} failed: {exc}; check the server's log."
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
