@@ -78,6 +78,9 @@ def _import_module(ref: str, module: str) -> Any:
             raise FunctionError(f"cannot import module {module!r} for {ref!r}; install it or run from "
                                 "the directory that contains it (or give a file path).") from exc
         raise FunctionError(f"importing {module!r} failed: {exc}; install the missing package.") from exc
+    except Exception as exc:  # the module itself is broken (SyntaxError, an error at import...)
+        raise FunctionError(f"importing {module!r} failed: {type(exc).__name__}: {exc}; "
+                            "fix the module.") from exc
 
 
 def _import_file(path: str) -> Any:
@@ -117,11 +120,17 @@ class AllowList:
 
     def allows(self, ref: str) -> bool:
         try:
-            module, _ = split_ref(ref)
+            module, name = split_ref(ref)
         except FunctionError:
             return False
         for pat in self.patterns:
-            if pat == "*" or pat == ref or pat == module:
+            if pat == "*" or pat == ref:
+                return True
+            if "." in name:
+                # a module, package or file pattern allows the functions at its top level, not
+                # whatever is reachable through them ("pkg.mod:os.system")
+                continue
+            if pat == module:
                 return True
             if pat.endswith(".*") and (module == pat[:-2] or module.startswith(pat[:-1])):
                 return True

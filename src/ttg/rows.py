@@ -103,9 +103,11 @@ class FileSpace(Space):
         pending: list[dict[str, Any]] = []
         for block in self._blocks():
             pending.extend(block)
-            while len(pending) >= size:
-                yield pending[:size]
-                pending = pending[size:]
+            at = 0  # slice by offset: cutting the list's head per batch is quadratic for small sizes
+            while len(pending) - at >= size:
+                yield pending[at:at + size]
+                at += size
+            del pending[:at]
         if pending:
             yield pending
 

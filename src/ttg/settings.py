@@ -111,8 +111,8 @@ def _parse(var: str, raw: str, kind: str) -> Any:
 def _validated(s: Settings) -> Settings:
     if s.workers < 0:
         raise ConfigError(f"workers must be 0 (one per core) or more, not {s.workers}.")
-    if s.lease_seconds <= 0:
+    if not s.lease_seconds > 0:  # also rejects NaN
         raise ConfigError(f"lease seconds must be positive, not {s.lease_seconds}.")
-    if s.grace_seconds < 0:
+    if not s.grace_seconds >= 0:  # also rejects NaN
         raise ConfigError(f"grace seconds must be zero or more, not {s.grace_seconds}.")
     return s

@@ -202,6 +202,9 @@ def _axis_values(name: str, axis: Any) -> Sequence[Any]:
     else:
         if c < 1:
             raise SpecError(f"space.axes.{name}.{gen}: num must be at least 1, got {c}.")
+        if gen == "logspace" and max(a, b) > 308:
+            raise SpecError(f"space.axes.{name}.logspace: 10**{max(a, b)} overflows a float; "
+                            "keep start and stop at most 308.")
         values = _Axis(gen, float(a), float(b), c)
     if len(values) == 0:
         raise SpecError(f"space.axes.{name}: the axis is empty; check start, stop and step.")
@@ -210,8 +213,8 @@ def _axis_values(name: str, axis: Any) -> Sequence[Any]:
 
 def _number(where: str, v: Any, *, integer: bool = False) -> Any:
     ok = isinstance(v, int) if integer else isinstance(v, int | float)
-    if isinstance(v, bool) or not ok:
-        want = "an integer" if integer else "a number"
+    if isinstance(v, bool) or not ok or (isinstance(v, float) and not math.isfinite(v)):
+        want = "an integer" if integer else "a finite number"
         raise SpecError(f"{where}: expected {want}, got {v!r}.")
     return v
 
@@ -285,7 +288,12 @@ def _name_key(seed: int, name: str) -> int:
 
 def _uniform(key: int, i: int) -> float:
     """A float in the open interval (0, 1), a pure function of ``(key, i)``."""
-    return ((_mix(key ^ _mix(i & _M64)) >> 11) + 0.5) * (1.0 / (1 << 53))
+    u = ((_mix(key ^ _mix(i & _M64)) >> 11) + 0.5) * (1.0 / (1 << 53))
+    # for the top 53-bit value, x + 0.5 rounds up to 2**53 and u to 1.0: keep it below 1
+    return min(u, _BELOW_ONE)
+
+
+_BELOW_ONE = 1.0 - 2.0**-53
 
 
 _STD_NORMAL = statistics.NormalDist()
@@ -357,8 +365,8 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
         return {"kind": "file", "path": str(p)}
     if not p.is_file():
         raise SpecError(f"space file {str(p)!r} does not exist; check the path.")
-    text = p.read_text(encoding="utf-8")
     try:
+        text = p.read_text(encoding="utf-8")
         if suffix in (".yaml", ".yml"):
             import yaml
 

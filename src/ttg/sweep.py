@@ -117,6 +117,10 @@ def _identity(spec: Mapping[str, Any]) -> Any:
     # a file space is its content, wherever the file lies
     if spec.get("kind") == "file":
         return {"kind": "file", "sha256": spec.get("sha256"), "format": spec.get("format")}
+    if spec.get("kind") == "grid" and isinstance(spec.get("axes"), Mapping):
+        # the order of the axes decides which point each index is, so it is part of the
+        # identity (a dict compares, and json.dumps(sort_keys=True) writes, without order)
+        return {"kind": "grid", "axes": [[k, v] for k, v in spec["axes"].items()]}
     return dict(spec)
 
 

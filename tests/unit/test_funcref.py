@@ -1,0 +1,228 @@
+"""Function references and the worker's allow-list."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests import funcs
+from ttg.errors import FunctionError, NotAllowed
+from ttg.funcref import AllowList, normalize, ref_of, resolve, split_ref
+
+
+@pytest.fixture(autouse=True)
+def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # importing a file puts its directory on sys.path; keep that to this test
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+@pytest.mark.parametrize(("ref", "parts"), [
+    ("pkg.mod:fn", ("pkg.mod", "fn")),
+    ("mod:Class.method", ("mod", "Class.method")),
+    ("path/to/file.py:fn", ("path/to/file.py", "fn")),
+    ("C:/work/file.py:fn", ("C:/work/file.py", "fn")),  # the last colon separates
+])
+def test_split_ref(ref: str, parts: tuple[str, str]) -> None:
+    assert split_ref(ref) == parts
+
+
+@pytest.mark.parametrize("ref", [
+    "", "pkg.mod", "pkg.mod.fn", ":fn", "pkg.mod:", "pkg.mod:1fn", "pkg.mod:fn-name",
+    "pkg.mod:fn()", "pkg.mod:a..b", "pkg.mod:fn ",
+])
+def test_split_ref_errors(ref: str) -> None:
+    with pytest.raises(FunctionError) as info:
+        split_ref(ref)
+    message = str(info.value)
+    assert f"{ref!r} is not a function reference" in message
+    assert "package.module:function" in message
+    assert "\n" not in message
+
+
+def test_resolve_module_function() -> None:
+    assert resolve("tests.funcs:square") is funcs.square
+    assert resolve("tests.funcs:square")(7) == 49
+    assert resolve("pathlib:Path.cwd") == Path.cwd
+
+
+def _write_module(directory: Path, text: str, suffix: str = ".py") -> Path:
+    path = directory / f"ttg_test_mod_{uuid.uuid4().hex[:8]}{suffix}"
+    path.write_text(text)
+    return path
+
+
+def test_resolve_file_function(tmp_path: Path) -> None:
+    (tmp_path / "helper_for_ttg_test.py").write_text("OFFSET = 100\n")
+    path = _write_module(tmp_path, "import helper_for_ttg_test\n\n"
+                         "def f(x):\n    return x + helper_for_ttg_test.OFFSET\n")
+    fn = resolve(f"{path}:f")
+    assert fn(1) == 101
+    assert resolve(f"{path}:f") is fn  # imported once per process
+
+
+def test_resolve_relative_file_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write_module(tmp_path, "def g(x):\n    return -x\n")
+    monkeypatch.chdir(tmp_path)
+    assert resolve(f"{path.name}:g")(3) == -3
+    assert normalize(f"{path.name}:g") == f"{path}:g"
+    assert normalize("pkg.mod:g") == "pkg.mod:g"
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("no_such_module_for_ttg:f", "cannot import module 'no_such_module_for_ttg'"),
+    ("no_such_package_for_ttg.sub:f", "cannot import module 'no_such_package_for_ttg.sub'"),
+    ("tests.funcs:no_such_function", "module 'tests.funcs' has no function 'no_such_function'"),
+    ("tests.funcs:square.nope", "has no function 'square.nope'"),
+    ("tests.funcs:__doc__", "is not callable"),
+    ("/no/such/dir/work.py:f", "file '/no/such/dir/work.py' does not exist"),
+])
+def test_resolve_errors(ref: str, expected: str) -> None:
+    with pytest.raises(FunctionError) as info:
+        resolve(ref)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_unknown_function_in_a_file(tmp_path: Path) -> None:
+    path = _write_module(tmp_path, "def f(x):\n    return x\n")
+    with pytest.raises(FunctionError, match="has no function 'nope'; check the spelling"):
+        resolve(f"{path}:nope")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("def f(x) return x\n", "SyntaxError"),
+    ("raise RuntimeError('no GPU here')\n", "RuntimeError: no GPU here"),
+    ("import no_such_dependency_for_ttg\n", "No module named 'no_such_dependency_for_ttg'"),
+])
+def test_broken_file_module(tmp_path: Path, text: str, expected: str) -> None:
+    path = _write_module(tmp_path, text)
+    with pytest.raises(FunctionError, match=r"importing .* failed") as info:
+        resolve(f"{path}:f")
+    assert expected in str(info.value)
+    # importing again retries rather than returning a half-imported module
+    with pytest.raises(FunctionError):
+        resolve(f"{path}:f")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("def f(x) return x\n", "SyntaxError"),
+    ("raise RuntimeError('no GPU here')\n", "RuntimeError: no GPU here"),
+    ("import no_such_dependency_for_ttg\n", "install the missing package"),
+])
+def test_broken_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: str) -> None:
+    path = _write_module(tmp_path, text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(FunctionError, match=f"importing '{path.stem}' failed") as info:
+        resolve(f"{path.stem}:f")
+    assert expected in str(info.value)
+
+
+def test_ref_of() -> None:
+    assert ref_of(funcs.square) == "tests.funcs:square"
+    assert ref_of(Path.cwd) == "pathlib:Path.cwd"
+    with pytest.raises(FunctionError, match="lambda or nested function"):
+        ref_of(lambda x: x)
+
+    def nested(x: int) -> int:
+        return x
+
+    with pytest.raises(FunctionError, match="top level of a module"):
+        ref_of(nested)
+
+
+# -- the allow-list ---------------------------------------------------------------------
+
+OTHERS = ["os:system", "subprocess:run", "builtins:eval", "tests.funcs2:square", "tests:funcs",
+          "tests.funcs.sub:f", "testsx.funcs:square", "not a ref", ""]
+
+
+def test_module_pattern() -> None:
+    allow = AllowList(["tests.funcs"])
+    assert allow.allows("tests.funcs:square")
+    assert allow.allows("tests.funcs:anything_in_it")
+    for ref in OTHERS:
+        assert not allow.allows(ref), ref
+
+
+def test_module_pattern_does_not_reach_through_attributes() -> None:
+    allow = AllowList(["tests.funcs"])
+    assert not allow.allows("tests.funcs:os.system")  # tests.funcs imports os
+    assert not allow.allows("tests.funcs:time.sleep")
+    assert AllowList(["tests.*"]).allows("tests.funcs:square")
+    assert not AllowList(["tests.*"]).allows("tests.funcs:os.system")
+    # an exact reference may name a method
+    assert AllowList(["pathlib:Path.cwd"]).allows("pathlib:Path.cwd")
+    assert not AllowList(["pathlib:Path.cwd"]).allows("pathlib:Path.home")
+
+
+def test_function_pattern() -> None:
+    allow = AllowList(["tests.funcs:square"])
+    assert allow.allows("tests.funcs:square")
+    assert not allow.allows("tests.funcs:noop")
+    assert not allow.allows("tests.funcs:square_x")
+    for ref in OTHERS:
+        assert not allow.allows(ref), ref
+
+
+def test_package_pattern() -> None:
+    allow = AllowList(["tests.*"])
+    assert allow.allows("tests.funcs:square")
+    assert allow.allows("tests:f")
+    assert allow.allows("tests.a.b.c:f")
+    assert not allow.allows("testsx.funcs:square")
+    assert not allow.allows("tests_other:f")
+    assert not allow.allows("os:system")
+
+
+def test_file_pattern(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work.py"
+    monkeypatch.chdir(tmp_path)
+    for pattern in ("work.py", str(work)):
+        allow = AllowList([pattern])
+        assert allow.allows(f"{work}:f")
+        assert allow.allows(normalize("work.py:g"))
+        assert not allow.allows(f"{tmp_path / 'other.py'}:f")
+        assert not allow.allows("work:f")
+        assert not allow.allows(f"{work}:os.system")
+        assert not allow.allows("os:system")
+    exact = AllowList(["work.py:f"])
+    assert exact.allows(f"{work}:f")
+    assert not exact.allows(f"{work}:g")
+
+
+def test_star_allows_anything_well_formed() -> None:
+    allow = AllowList(["*"])
+    assert allow.allows("os:system")
+    assert allow.allows("any.module:any.attr")
+    assert not allow.allows("not a ref")
+
+
+def test_several_patterns_and_empty_ones() -> None:
+    allow = AllowList(["", "tests.funcs:square", "pathlib"])
+    assert allow.patterns == ("tests.funcs:square", "pathlib")
+    assert allow.allows("tests.funcs:square")
+    assert allow.allows("pathlib:PurePath")
+    assert not allow.allows("tests.funcs:noop")
+
+
+def test_empty_allow_list_rejects_everything() -> None:
+    allow = AllowList([])
+    for ref in ["tests.funcs:square", "os:system", *OTHERS]:
+        assert not allow.allows(ref)
+    with pytest.raises(NotAllowed, match=r"allow-list \(nothing\)"):
+        allow.check("tests.funcs:square")
+
+
+def test_check() -> None:
+    allow = AllowList(["tests.funcs"])
+    allow.check("tests.funcs:square")
+    with pytest.raises(NotAllowed) as info:
+        allow.check("os:system")
+    message = str(info.value)
+    assert "function 'os:system' is not on this worker's allow-list (tests.funcs)" in message
+    assert "--allow" in message
+    assert "\n" not in message

@@ -1,0 +1,125 @@
+"""Settings: flags > TTG_* environment > defaults, validated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ttg import settings as settings_mod
+from ttg.errors import ConfigError
+from ttg.settings import ENV_VARS, Settings
+
+ENV = {
+    "TTG_HOME": "/env/home", "TTG_BROKER": "redis://env:6379/0", "TTG_STORE": "postgresql://env/db",
+    "TTG_WORKERS": "3", "TTG_LEASE_SECONDS": "7.5", "TTG_GRACE_SECONDS": "0", "TTG_SECRET": "env-secret",
+    "TTG_ALLOW": "pkg.mod, other:fn,,", "TTG_LOG_LEVEL": "INFO",
+}
+
+
+def test_defaults() -> None:
+    s = settings_mod.load(environ={})
+    assert s == Settings()
+    assert s.home == Path(".ttg")
+    assert (s.broker, s.store, s.workers, s.secret, s.allow) == ("", "", 0, "", ())
+    assert s.lease_seconds == 10.0
+    assert s.worker_count == (os.cpu_count() or 1)
+
+
+def test_environment_overrides_defaults() -> None:
+    s = settings_mod.load(environ=ENV)
+    assert s.home == Path("/env/home")
+    assert s.broker == "redis://env:6379/0"
+    assert s.store == "postgresql://env/db"
+    assert s.workers == 3
+    assert s.worker_count == 3
+    assert s.lease_seconds == 7.5
+    assert s.grace_seconds == 0.0
+    assert s.secret == "env-secret"
+    assert s.allow == ("pkg.mod", "other:fn")
+    assert s.log_level == "INFO"
+
+
+def test_flags_override_environment() -> None:
+    s = settings_mod.load(environ=ENV, home="/flag/home", broker="local:///x.db", workers=1,
+                          lease_seconds=2, secret="flag", allow=["a.b"])
+    assert s.home == Path("/flag/home")
+    assert s.broker == "local:///x.db"
+    assert s.workers == 1
+    assert s.lease_seconds == 2
+    assert s.secret == "flag"
+    assert s.allow == ("a.b",)
+    assert s.store == "postgresql://env/db"  # not given as a flag: the environment's
+
+
+def test_none_flags_and_empty_variables_are_ignored() -> None:
+    s = settings_mod.load(environ={"TTG_WORKERS": "", "TTG_SECRET": "", "TTG_LEASE_SECONDS": "4"},
+                          workers=None, lease_seconds=None)
+    assert s.workers == 0
+    assert s.secret == ""
+    assert s.lease_seconds == 4.0
+
+
+def test_unknown_variables_are_ignored() -> None:
+    assert settings_mod.load(environ={"TTG_NOPE": "1", "HOME": "/root"}) == Settings()
+
+
+def test_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TTG_WORKERS", "5")
+    assert settings_mod.load().workers == 5
+
+
+@pytest.mark.parametrize(("var", "raw"), [
+    ("TTG_WORKERS", "four"), ("TTG_WORKERS", "1.5"), ("TTG_LEASE_SECONDS", "10s"),
+    ("TTG_GRACE_SECONDS", "soon"),
+])
+def test_bad_numbers_in_the_environment(var: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_mod.load(environ={var: raw})
+    message = str(info.value)
+    assert f"{var}={raw!r} is not a number" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("env", "flags", "expected"), [
+    ({"TTG_WORKERS": "-1"}, {}, "workers must be 0"),
+    ({}, {"workers": -2}, "workers must be 0"),
+    ({"TTG_LEASE_SECONDS": "0"}, {}, "lease seconds must be positive"),
+    ({"TTG_LEASE_SECONDS": "nan"}, {}, "lease seconds must be positive"),
+    ({}, {"lease_seconds": -1.0}, "lease seconds must be positive"),
+    ({"TTG_GRACE_SECONDS": "-1"}, {}, "grace seconds must be zero or more"),
+    ({"TTG_GRACE_SECONDS": "NaN"}, {}, "grace seconds must be zero or more"),
+])
+def test_out_of_range_values(env: dict[str, str], flags: dict[str, float], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        settings_mod.load(environ=env, **flags)
+
+
+def test_a_flag_can_fix_a_bad_variable() -> None:
+    assert settings_mod.load(environ={"TTG_WORKERS": "-1"}, workers=2).workers == 2
+
+
+def test_with_overrides() -> None:
+    base = settings_mod.load(environ={}, workers=2)
+    s = base.with_overrides(workers=None, secret="x", home=Path("/h"))
+    assert (s.workers, s.secret, s.home) == (2, "x", Path("/h"))
+    assert base.secret == ""  # frozen: a copy
+    with pytest.raises(ConfigError):
+        base.with_overrides(lease_seconds=0)
+    with pytest.raises(AttributeError):
+        base.workers = 3  # type: ignore[misc]
+
+
+def test_urls(tmp_path: Path) -> None:
+    s = settings_mod.load(environ={}, home=tmp_path)
+    assert s.broker_url == f"local://{tmp_path / 'broker.db'}"
+    assert s.store_url == f"sqlite://{tmp_path / 'results.db'}"
+    net = s.with_overrides(broker="redis://localhost:6379/0")
+    assert net.store_url == "redis://localhost:6379/0"
+    both = s.with_overrides(broker="amqp://h", store="postgresql://h/db")
+    assert (both.broker_url, both.store_url) == ("amqp://h", "postgresql://h/db")
+    relative = settings_mod.load(environ={"TTG_HOME": "rel"})
+    assert Path(relative.broker_url.removeprefix("local://")).is_absolute()
