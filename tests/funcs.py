@@ -117,3 +117,16 @@ def unstorable_on_13(x: int) -> Any:
 def clashing(x: int) -> dict[str, Any]:
     """A dict result whose keys clash with the table's own columns."""
     return {"x": -x, "status": "mine", "value": x * 10}
+
+
+def exit_on_row_13(row: dict[str, Any]) -> Any:
+    """For file spaces: the row whose ``x`` is 13 kills its process."""
+    if row["x"] == 13:
+        os._exit(1)
+    return row["x"] * 2
+
+
+def exit_on_13_unless_fixed(x: int) -> int:
+    if x == 13 and os.environ.get("TTG_TEST_FIXED") != "1":
+        os._exit(1)
+    return x

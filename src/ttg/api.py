@@ -25,7 +25,7 @@ from .sweep import Options, Sweep
 if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
     import pyarrow as pa
 
-    from .results import ErrorRow
+    from .table import ErrorRow
 
 SpaceLike = Space | Mapping[str, Any] | int | str | Path
 FunctionLike = Callable[..., Any] | str
@@ -118,7 +118,7 @@ class Results:
             return store.progress(self.sweep.id)
 
     def to_arrow(self) -> pa.Table:
-        from .results import Table
+        from .table import Table
 
         with open_store(self.settings) as store:
             return Table(store, self.sweep).to_arrow()
@@ -127,13 +127,13 @@ class Results:
         return self.to_arrow().to_pandas()
 
     def write(self, path: str | Path) -> int:
-        from .results import Table
+        from .table import Table
 
         with open_store(self.settings) as store:
             return Table(store, self.sweep).write(path)
 
     def errors(self) -> Iterator[ErrorRow]:
-        from .results import Table
+        from .table import Table
 
         with open_store(self.settings) as store:
             yield from Table(store, self.sweep).errors()

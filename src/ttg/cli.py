@@ -136,7 +136,8 @@ def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, bu
     options = ChildOptions(worker_id="", allow=funcref.AllowList(s.allow), sweep_id=sweep_id,
                            burst=burst, max_chunks=max_chunks_per_child,
                            max_memory_mb=max_memory_per_child)
-    with open_broker(s) as broker, open_store(s):
+    # a networked broker's worker may be on another machine: never create an SQLite store there
+    with open_broker(s) as broker, open_store(s, create=s.broker_url.startswith("local://")):
         Supervisor(s, options, broker).run()
 
 
@@ -145,7 +146,7 @@ def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, bu
 def list_(**kw: Any) -> None:
     """List the sweeps in the store."""
     s = _settings(kw)
-    with open_store(s) as store, open_broker(s) as broker:
+    with open_broker(s) as broker, open_store(s) as store:
         sweeps_table(store.sweeps(), broker)
 
 
@@ -155,7 +156,7 @@ def list_(**kw: Any) -> None:
 def status(name: str | None, **kw: Any) -> None:
     """Show one sweep's progress and queue (or every sweep)."""
     s = _settings(kw)
-    with open_store(s) as store, open_broker(s) as broker:
+    with open_broker(s) as broker, open_store(s) as store:
         if name is None:
             sweeps_table(store.sweeps(), broker)
             return
@@ -179,7 +180,7 @@ def results(name: str, output: Path, **kw: Any) -> None:
     """Write a sweep's results table to a file."""
     s = _settings(kw)
     with open_store(s) as store:
-        from .results import Table
+        from .table import Table
 
         sweep = store.sweep(name)
         rows = Table(store, sweep).write(output)
@@ -196,9 +197,9 @@ def results(name: str, output: Path, **kw: Any) -> None:
 def errors(name: str, show_tb: bool, limit: int, **kw: Any) -> None:
     """List the failed indices of a sweep with their messages."""
     s = _settings(kw)
-    from .results import Table
+    from .table import Table
 
-    with open_store(s) as store, open_broker(s) as broker:
+    with open_broker(s) as broker, open_store(s) as store:
         sweep = store.sweep(name)
         shown = 0
         for row in Table(store, sweep).errors():
@@ -313,15 +314,19 @@ def _rows_for(sweep: Sweep, chunk: Any) -> list[Any] | None:
 
 def main() -> None:
     try:
-        cli(standalone_mode=False)
+        cli(standalone_mode=False, prog_name="ttg")
     except TtgError as exc:
         click.echo(f"ttg: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("ttg: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx else "ttg"
+        click.echo(f"ttg: error: {exc.format_message()} (see `{cmd} --help`)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

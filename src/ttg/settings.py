@@ -65,11 +65,16 @@ class Settings:
 
     @property
     def store_url(self) -> str:
+        """The store, or the broker's natural partner: its own server for Redis,
+        the embedded file for the embedded broker; "" when there is none."""
         if self.store:
             return self.store
-        if self.broker and not self.broker.startswith("local://"):
-            return self.broker  # a networked broker's natural partner is its own server
-        return f"sqlite://{self.home.resolve() / 'results.db'}"
+        scheme = self.broker.partition("://")[0]
+        if scheme in ("redis", "rediss"):
+            return self.broker
+        if not self.broker or scheme == "local":
+            return f"sqlite://{self.home.resolve() / 'results.db'}"
+        return ""
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every override that is not None applied and validated."""

@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 
 from .. import sqlitedb
-from ..errors import StoreUnavailable
+from ..errors import ConfigError, StoreUnavailable
 from ..records import ChunkRecords
 from ..sweep import Sweep
 from .base import Progress, ResultStore, SweepInfo
@@ -57,8 +57,13 @@ _COUNTS = ("ok", "error", "crashed", "timeout")
 
 
 class SqliteStore(ResultStore):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """``create=False``: refuse a file that does not exist (ConfigError)."""
         self.path = Path(path)
+        if not create and not self.path.exists():
+            raise ConfigError(f"the embedded SQLite store {self.path} does not exist on this machine: it "
+                              "serves one machine only; use a networked store (redis://...) for workers "
+                              "on other machines, or run this worker where the sweep was submitted.")
         self._db = sqlitedb.connect(self.path, SCHEMA, StoreUnavailable)
 
     def _tx(self) -> sqlitedb.Transaction:

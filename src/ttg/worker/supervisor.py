@@ -288,7 +288,8 @@ def _child_main(conn: Connection, beacon: memoryview, settings: Settings, option
     codec = Codec(settings.secret)
     reason = "error"
     try:
-        with open_broker(settings) as broker, open_store(settings) as store:
+        create = settings.broker_url.startswith("local://")  # else this may be another machine
+        with open_broker(settings) as broker, open_store(settings, create=create) as store:
             reporter = _PipeReporter(conn)
             reason = ChildLoop(broker, store, codec, options, reporter, beacon).run()
     except TtgError as exc:
