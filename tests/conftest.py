@@ -19,10 +19,17 @@ from ttg.settings import Settings
 from ttg.stores import ResultStore, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKERS = ["local", "redis"]
-STORES = ["sqlite", "redis"]
+BROKERS = ["local", "redis", "amqp"]
+STORES = ["sqlite", "redis", "postgres"]
 #: The shared test Redis (scripts/services starts it); each test empties this database.
 REDIS_URL = os.environ.get("TTG_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: The shared test PostgreSQL (scripts/services starts it). The tests of one run keep
+#: their tables in a schema of their own, POSTGRES_SCHEMA, emptied before each test
+#: that uses it and dropped at the end of the run.
+POSTGRES_URL = os.environ.get("TTG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_SCHEMA = f"ttg_test_{os.getpid()}"
+#: The shared test RabbitMQ; each test gets a virtual host of its own.
+RABBIT_API = os.environ.get("TTG_TEST_RABBIT_API", "http://127.0.0.1:15672")
 
 
 @pytest.fixture
@@ -40,7 +47,19 @@ def broker_url(kind: str, home: Path) -> str:
         return f"local://{home / 'broker.db'}"
     if kind == "redis":
         return REDIS_URL
+    if kind == "amqp":
+        return rabbit_vhost(home).url
     raise AssertionError(kind)
+
+
+def rabbit_vhost(home: Path) -> Any:
+    """The test's own RabbitMQ virtual host (named after its home, so every
+    fixture of one test agrees on it)."""
+    import hashlib
+
+    from ttg.testing import RabbitVhost
+
+    return RabbitVhost("ttg-test-" + hashlib.sha1(str(home).encode()).hexdigest()[:12], api=RABBIT_API)
 
 
 def store_url(kind: str, home: Path) -> str:
@@ -48,7 +67,43 @@ def store_url(kind: str, home: Path) -> str:
         return f"sqlite://{home / 'results.db'}"
     if kind == "redis":
         return REDIS_URL
+    if kind == "postgres":
+        return postgres_url()
     raise AssertionError(kind)
+
+
+def postgres_url(schema: str = POSTGRES_SCHEMA) -> str:
+    """POSTGRES_URL with TTG's tables in ``schema`` (libpq's ``options=-csearch_path=``)."""
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+_postgres_schemas: set[str] = set()
+
+
+def empty_postgres(schema: str = POSTGRES_SCHEMA) -> None:
+    """Create ``schema`` if needed and empty TTG's tables in it (dropped at the end of the run)."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        _postgres_schemas.add(schema)
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'ttg%%' "
+            "AND tablename <> 'ttg_schema_version'", (schema,))]
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(f'{schema}.{t}' for t in tables)}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    yield
+    if _postgres_schemas:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for schema in _postgres_schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def empty_redis() -> None:
@@ -65,15 +120,20 @@ def empty_redis() -> None:
 def broker(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[Broker]:
     if request.param == "redis":
         empty_redis()
+    vhost = rabbit_vhost(home).create() if request.param == "amqp" else None
     b = open_broker(settings, broker_url(request.param, home))
     yield b
     b.close()
+    if vhost is not None:
+        vhost.delete()
 
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[ResultStore]:
     if request.param == "redis":
         empty_redis()
+    if request.param == "postgres":
+        empty_postgres()
     s = open_store(settings, store_url(request.param, home))
     yield s
     s.close()
@@ -118,6 +178,29 @@ def records_per_index(home: Path, sweep_id: str) -> dict[int, int]:
 
 def assert_exactly_once(home: Path, sweep_id: str, total: int) -> None:
     counts = records_per_index(home, sweep_id)
+    missing = [i for i in range(total) if counts.get(i, 0) == 0]
+    twice = {i: c for i, c in counts.items() if c != 1}
+    assert not missing, f"{len(missing)} indices have no record, e.g. {missing[:10]}"
+    assert not twice, f"indices with more than one record: {dict(list(twice.items())[:10])}"
+    assert len(counts) == total, f"{len(counts)} indexed records for {total} points"
+
+
+def store_records_per_index(url: str, sweep_id: str) -> dict[int, int]:
+    """How many committed records each index has in the store at ``url``."""
+    s = open_store(settings_mod.load(environ={}), url)
+    counts: dict[int, int] = {}
+    try:
+        for rec in s.chunks(sweep_id):
+            for i in range(rec.start, rec.stop):
+                counts[i] = counts.get(i, 0) + 1
+    finally:
+        s.close()
+    return counts
+
+
+def assert_exactly_once_in(url: str, sweep_id: str, total: int) -> None:
+    """Every index of the sweep has exactly one record in the store at ``url``."""
+    counts = store_records_per_index(url, sweep_id)
     missing = [i for i in range(total) if counts.get(i, 0) == 0]
     twice = {i: c for i, c in counts.items() if c != 1}
     assert not missing, f"{len(missing)} indices have no record, e.g. {missing[:10]}"

@@ -80,3 +80,58 @@ class PrivateRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class RabbitVhost:
+    """A RabbitMQ virtual host of its own (created and deleted through the
+    management API), so a test starts from an empty broker without touching
+    anyone else's queues."""
+
+    def __init__(self, name: str, api: str = "http://127.0.0.1:15672", user: str = "guest",
+                 password: str = "guest", host: str = "127.0.0.1", port: int = 5672) -> None:
+        self.name, self.api, self.user, self.password = name, api.rstrip("/"), user, password
+        self.host, self.port = host, port
+
+    @property
+    def url(self) -> str:
+        from urllib.parse import quote
+
+        return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/{quote(self.name, safe='')}"
+
+    def _request(self, method: str, path: str, body: dict[str, str] | None = None) -> None:
+        import base64
+        import json
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api + path, data=data, method=method)
+        req.add_header("Authorization", "Basic " + base64.b64encode(
+            f"{self.user}:{self.password}".encode()).decode())
+        req.add_header("content-type", "application/json")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+    def create(self) -> RabbitVhost:
+        from urllib.parse import quote
+
+        v = quote(self.name, safe="")
+        self._request("PUT", f"/api/vhosts/{v}", {})
+        self._request("PUT", f"/api/permissions/{v}/{quote(self.user, safe='')}",
+                      {"configure": ".*", "write": ".*", "read": ".*"})
+        return self
+
+    def delete(self) -> None:
+        import urllib.error
+        from urllib.parse import quote
+
+        try:
+            self._request("DELETE", f"/api/vhosts/{quote(self.name, safe='')}")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+
+    def __enter__(self) -> RabbitVhost:
+        return self.create()
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()

@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..settings import Settings
 from .base import Broker, DeadLetter, Lease, QueueStats
 
-__all__ = ["Broker", "DeadLetter", "Lease", "QueueStats", "open_broker"]
+__all__ = ["Broker", "DeadLetter", "Lease", "QueueStats", "holds_leases", "open_broker"]
 
 
 def _local(url: str, settings: Settings) -> Broker:
@@ -25,7 +25,20 @@ def _redis(url: str, settings: Settings) -> Broker:
     return RedisBroker(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
 
 
-_SCHEMES: dict[str, Callable[[str, Settings], Broker]] = {"local": _local, "redis": _redis, "rediss": _redis}
+def _amqp(url: str, settings: Settings) -> Broker:
+    from .rabbitmq import RabbitBroker
+
+    return RabbitBroker(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
+
+
+_SCHEMES: dict[str, Callable[[str, Settings], Broker]] = {
+    "local": _local, "redis": _redis, "rediss": _redis, "amqp": _amqp, "amqps": _amqp,
+}
+
+
+def holds_leases(url: str) -> bool:
+    """True for brokers whose leases live with a connection (see Broker.holds_leases)."""
+    return urlsplit(url).scheme in ("amqp", "amqps")
 
 
 def open_broker(settings: Settings, url: str | None = None) -> Broker:

@@ -63,6 +63,15 @@ class QueueStats:
 class Broker(ABC):
     """Queues chunks and leases them out, at least once."""
 
+    #: True when a lease lives only as long as the connection that took it (AMQP):
+    #: then a worker's children reach the broker through their supervisor, which
+    #: keeps the connection alive (``service``) while they compute.
+    holds_leases = False
+    #: True when submitting a chunk that is already queued or leased adds nothing.
+    dedupes = True
+    #: True when ``stats().leased`` counts every client's leases (not only this one's).
+    exact_leased = True
+
     def __init__(self, lease_seconds: float = 10.0, clock: Callable[[], float] = time.time) -> None:
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -118,6 +127,9 @@ class Broker(ABC):
     def cancel(self, sweep_id: str) -> int:
         """Drop the sweep's queued chunks and refuse its leased ones at their next
         extend; returns how many chunks were dropped."""
+
+    def service(self) -> None:  # noqa: B027 - only connection-bound brokers need it
+        """Keep the connection alive (heartbeats); called by the supervisor every tick."""
 
     def close(self) -> None:  # noqa: B027 - not every backend holds connections
         """Release connections. The broker must not be used afterwards."""

@@ -20,23 +20,20 @@ import mmap
 import multiprocessing
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
-from ..brokers import open_broker
 from ..brokers.base import Broker, Lease
-from ..codec import Codec
 from ..errors import BrokerError, TtgError
 from ..retry import Failure
 from ..settings import Settings
-from ..stores import open_store
-from .child import ChildLoop, ChildOptions
+from .child import ChildOptions
 from .heartbeat import Heartbeat
+from .pipe import child_main
 
 log = logging.getLogger(__name__)
 _CTX = multiprocessing.get_context("fork")
@@ -61,6 +58,8 @@ class Slot:
     retiring: str | None = None
     watched_index: int = 0
     watched_since: float = field(default_factory=time.monotonic)
+    #: a proxied lease request waiting for a chunk: (seq, worker id, sweep id, give up at)
+    wants_lease: tuple[int, str, str | None, float] | None = None
 
 
 class Supervisor:
@@ -109,7 +108,9 @@ class Supervisor:
                 _kill(slot)
 
     def _step(self) -> None:
-        tick = 0.1
+        # short ticks while a proxied child waits for work, so it gets it at once
+        tick = 0.01 if any(s.wants_lease for s in self.slots.values()) else 0.1
+        self.broker.service()
         waitables: list[Any] = [s.conn for s in self.slots.values()]
         waitables += [s.process.sentinel for s in self.slots.values()]
         ready = wait(waitables, timeout=tick)
@@ -118,6 +119,7 @@ class Supervisor:
                 self._read(slot)
             if slot.process.sentinel in ready:
                 self._on_exit(slot)
+        self._serve_leases()
         self._check_timeouts()
         self.heartbeat.beat(self.slots.values(), self._lease_lost)
         if self.stopping and time.monotonic() >= self._stop_deadline:
@@ -133,7 +135,7 @@ class Supervisor:
     def _spawn(self, number: int) -> None:
         parent_conn, child_conn = _CTX.Pipe()
         beacon = memoryview(mmap.mmap(-1, 16)).cast("q")
-        proc = _CTX.Process(target=_child_main, name=f"ttg-child-{number}", daemon=True,
+        proc = _CTX.Process(target=child_main, name=f"ttg-child-{number}", daemon=True,
                             args=(child_conn, beacon, self.settings, self.options, os.getpid()))
         proc.start()
         child_conn.close()
@@ -150,8 +152,47 @@ class Supervisor:
                     slot.lease = None
                 elif msg[0] == "bye":
                     slot.retiring = msg[1]
+                elif msg[0] == "call":
+                    self._serve_call(slot, *msg[1:])
         except (EOFError, OSError):
             pass  # the child is gone; its sentinel tells the rest
+
+    # -- broker calls proxied for children (brokers whose leases live with a connection) --
+
+    def _serve_call(self, slot: Slot, seq: int, method: str, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> None:
+        if method == "lease":
+            slot.wants_lease = (seq, args[0], kwargs.get("sweep_id"), time.monotonic() + kwargs["timeout"])
+            self._serve_leases()
+            return
+        if method not in ("submit", "ack", "release", "dead_letter", "dead_letters", "stats", "cancel"):
+            _send(slot.conn, ("ret", seq, False, TtgError(f"unknown broker call {method!r}")))
+            return
+        try:
+            result = getattr(self.broker, method)(*args, **kwargs)
+        except TtgError as exc:
+            _send(slot.conn, ("ret", seq, False, exc))
+            return
+        if method in ("ack", "release", "dead_letter"):
+            slot.lease = None
+        _send(slot.conn, ("ret", seq, True, result))
+
+    def _serve_leases(self) -> None:
+        for slot in self.slots.values():
+            if slot.wants_lease is None or self.stopping:
+                continue
+            seq, worker_id, sweep_id, give_up = slot.wants_lease
+            try:
+                lease = self.broker.lease(worker_id, timeout=0, sweep_id=sweep_id)
+            except TtgError as exc:
+                slot.wants_lease = None
+                _send(slot.conn, ("ret", seq, False, exc))
+                continue
+            if lease is None and time.monotonic() < give_up:
+                continue
+            slot.wants_lease = None
+            slot.lease = lease  # ours to release if the child dies before it reports
+            _send(slot.conn, ("ret", seq, True, lease))
 
     def _on_exit(self, slot: Slot) -> None:
         self._read(slot)  # messages sent just before dying
@@ -257,58 +298,3 @@ def _send(conn: Connection, msg: tuple[Any, ...]) -> None:
         conn.send(msg)
     except (OSError, ValueError):
         pass  # a dead child's pipe; its sentinel tells the rest
-
-
-# -- inside the child -----------------------------------------------------------
-
-
-class _PipeReporter:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self._stop = False
-
-    def leased(self, lease: Lease, timeout: float | None) -> None:
-        self.conn.send(("leased", replace(lease, body=b""), timeout))
-
-    def finished(self, lease: Lease) -> None:
-        self.conn.send(("finished",))
-
-    def stop_requested(self) -> bool:
-        while not self._stop and self.conn.poll():
-            self._stop = self.conn.recv()[0] == "stop"
-        return self._stop
-
-
-def _child_main(conn: Connection, beacon: memoryview, settings: Settings, options: ChildOptions,
-                parent: int) -> None:
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    options = replace(options, worker_id=f"{options.worker_id or socket.gethostname()}-{os.getpid()}")
-    codec = Codec(settings.secret)
-    reason = "error"
-    try:
-        create = settings.broker_url.startswith("local://")  # else this may be another machine
-        with open_broker(settings) as broker, open_store(settings, create=create) as store:
-            reporter = _PipeReporter(conn)
-            reason = ChildLoop(broker, store, codec, options, reporter, beacon).run()
-    except TtgError as exc:
-        log.error("worker child stopped: %s", exc)
-        time.sleep(1.0)  # do not spin when the broker or store is down; the supervisor restarts us
-        reason = "restart"
-    finally:
-        _send(conn, ("bye", reason))
-        conn.close()
-    os._exit(0 if reason in ("stop", "drained", "recycle") else 3)
-
-
-def _die_with_parent(parent: int) -> None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the ppid check below and lease expiry cover us
-    if os.getppid() != parent:
-        os._exit(1)

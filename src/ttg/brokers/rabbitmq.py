@@ -1,0 +1,449 @@
+"""The RabbitMQ broker: a durable quorum queue per sweep; leases live with the
+connection that took them.
+
+Queues (vhost of the URL):
+
+``ttg.q.{sweep}``      quorum queue of the sweep's chunks. Message body: the chunk
+                       message; headers ``ttg-start``, ``ttg-stop``,
+                       ``ttg-failures`` (failed attempts before this message was
+                       published), ``ttg-last-failure`` (JSON). Arguments: a
+                       ``x-delivery-limit`` safety net (TTG splits poison chunks
+                       long before it), dead-lettering to ``ttg.dead.{sweep}``,
+                       and ``x-ttg-priority`` (read back through the management
+                       API to lease from the highest-priority sweep first).
+``ttg.delay.{sweep}``  classic queue holding chunks released with a delay; each
+                       message expires after its delay and is dead-lettered back
+                       into ``ttg.q.{sweep}``.
+``ttg.dead.{sweep}``   classic queue: the dead-letter record (headers ``ttg-reason``,
+                       ``ttg-at``).
+
+A lease is an unacknowledged ``basic.get`` delivery: it lasts exactly as long
+as the connection that took it, and RabbitMQ redelivers it at once when that
+connection closes (a worker killed, a machine cut off: its heartbeats stop).
+There is no deadline to extend; ``extend`` only checks the lease still exists.
+Because a connection must answer heartbeats while the function runs, worker
+children do not hold AMQP connections: their supervisor does, and the children
+reach the broker through it (``holds_leases``; see ttg.worker.proxy).
+
+Failed attempts = ``ttg-failures`` + the quorum queue's ``x-delivery-count``
+(deliveries returned unacknowledged, i.e. lost leases). A release republishes
+the chunk with its new count (publisher confirms) and then acks the old
+delivery, so a release without a failure costs the chunk nothing.
+
+Publishing waits for each publisher confirm, so a ``submit`` that returned is
+never lost. Submitting is not deduplicated (AMQP has no way to ask what a
+queue holds): the client queues only uncommitted ranges, and a duplicate chunk
+that does get queued is acknowledged without being computed. Queue depth
+(``leased``) and the sweep list come from the management plugin's HTTP API
+(port 15672, or ``?management=URL`` in the broker URL); without it ``leased``
+counts only this process's leases and workers need ``--sweep``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+
+import pika
+import pika.exceptions
+
+from ..chunking import Chunk
+from ..errors import BrokerUnavailable, LeaseLost
+from ..retry import Failure
+from .base import Broker, DeadLetter, Lease, QueueStats, poll
+
+log = logging.getLogger(__name__)
+
+DELIVERY_LIMIT = 50
+_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+class RabbitBroker(Broker):
+    holds_leases = True
+    dedupes = False
+    exact_leased = False
+
+    def __init__(self, url: str, lease_seconds: float = 10.0, poll_seconds: float = 0.05,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(lease_seconds, clock)
+        self.poll_seconds = poll_seconds
+        self.url, self.management = _split_url(url)
+        self._params = pika.URLParameters(self.url)
+        self._params.heartbeat = 20
+        self._params.blocked_connection_timeout = 60
+        self._params.connection_attempts = 1
+        self._conn: Any = None
+        self._ch: Any = None
+        self._generation = 0
+        self._client_id = secrets.token_hex(4)
+        #: token -> sweep of every lease this client holds
+        self._outstanding: dict[str, str] = {}
+        #: token -> message body, to republish on release whatever copy of the lease the caller has
+        self._bodies: dict[str, bytes] = {}
+        self._declared: set[str] = set()
+        self._sweeps_cache: tuple[float, list[str]] = (0.0, [])
+        self._connect()
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        delay = 0.05
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self._conn = pika.BlockingConnection(self._params)
+                self._ch = self._conn.channel()
+                self._ch.confirm_delivery()
+                self._ch.basic_qos(prefetch_count=0)
+                break
+            except pika.exceptions.ProbableAuthenticationError as exc:
+                raise BrokerUnavailable(f"RabbitMQ at {_safe(self.url)} refused the credentials; check "
+                                        "the user and password in the URL.") from exc
+            except _AMQP_ERRORS as exc:
+                if time.monotonic() > deadline or self._generation == 0:
+                    raise BrokerUnavailable(f"cannot reach RabbitMQ at {_safe(self.url)} ({exc!r}); check "
+                                            "that the server runs and the URL (host, port, vhost).") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._generation += 1
+        self._outstanding.clear()
+        self._bodies.clear()
+        self._declared.clear()
+
+    def _do(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
+        """Run ``fn`` on the channel, reconnecting once (with backoff) if the connection dropped."""
+        if self._conn is None or not self._conn.is_open:
+            self._connect()  # closed by us or dropped: leases of the old connection are gone
+        try:
+            return fn()
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._reopen_channel()
+            raise BrokerUnavailable(f"RabbitMQ refused an operation: {exc.reply_text}.") from exc
+        except _AMQP_ERRORS as exc:
+            if not retry:
+                raise BrokerUnavailable(f"lost the connection to RabbitMQ at {_safe(self.url)}: "
+                                        f"{exc!r}.") from exc
+            log.warning("RabbitMQ connection lost (%r); reconnecting", exc)
+            self._close_quietly()
+            self._connect()
+            return self._do(fn, retry=False)
+
+    def _reopen_channel(self) -> None:
+        try:
+            self._ch = self._conn.channel()
+            self._ch.confirm_delivery()
+        except _AMQP_ERRORS:
+            self._close_quietly()
+            self._connect()
+        self._generation += 1  # deliveries of the closed channel are gone
+        self._outstanding.clear()
+        self._bodies.clear()
+
+    def _close_quietly(self) -> None:
+        try:
+            if self._conn is not None and self._conn.is_open:
+                self._conn.close()
+        except _AMQP_ERRORS:
+            pass
+
+    def service(self) -> None:
+        """Answer heartbeats and take in what the server sent (the supervisor calls
+        this every tick, so held leases stay alive while children compute)."""
+        try:
+            self._conn.process_data_events(time_limit=0)
+        except _AMQP_ERRORS as exc:
+            log.warning("RabbitMQ connection lost (%r); reconnecting", exc)
+            self._close_quietly()
+            self._connect()
+
+    # -- queues ------------------------------------------------------------------------------
+
+    def _declare(self, sweep_id: str, priority: int = 0) -> None:
+        if sweep_id in self._declared:
+            return
+        q, delay, dead = _names(sweep_id)
+        ch = self._ch
+        ch.queue_declare(dead, durable=True)
+        ch.queue_declare(q, durable=True, arguments={
+            "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead, "x-ttg-priority": priority})
+        ch.queue_declare(delay, durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q})
+        self._declared.add(sweep_id)
+
+    def _publish(self, queue: str, body: bytes, headers: dict[str, Any], expiration_ms: int = 0) -> None:
+        props = pika.BasicProperties(delivery_mode=2, headers=headers,
+                                     expiration=str(expiration_ms) if expiration_ms else None)
+        self._ch.basic_publish("", queue, body, props, mandatory=True)
+
+    # -- the contract ------------------------------------------------------------------------
+
+    def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
+        def go() -> int:
+            self._declare(sweep_id, priority)
+            n = 0
+            for chunk, body in items:
+                self._publish(_names(sweep_id)[0], body, _headers(sweep_id, chunk, 0, None, priority))
+                n += 1
+            return n
+
+        items = list(items)
+        return int(self._do(go))
+
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+        return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
+
+    def _try_lease(self, sweep_id: str | None) -> Lease | None:
+        for s in [sweep_id] if sweep_id else self._sweeps():
+            got: Lease | None = self._do(partial(self._get, s))
+            if got is not None:
+                return got
+        if sweep_id is None and time.monotonic() - self._sweeps_cache[0] > 0.25:
+            self._sweeps_cache = (0.0, [])  # nothing in the sweeps we knew: look for new ones
+        return None
+
+    def _get(self, sweep_id: str) -> Lease | None:
+        try:
+            method, props, body = self._ch.basic_get(_names(sweep_id)[0], auto_ack=False)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._reopen_channel()
+            if exc.reply_code == 404:  # no such queue: nothing submitted (or cancelled)
+                return None
+            raise
+        if method is None:
+            return None
+        h = props.headers or {}
+        lost = int(h.get("x-delivery-count") or 0)
+        last = h.get("ttg-last-failure") or ""
+        failure = Failure.from_dict(json.loads(last)) if last else None
+        if lost:
+            failure = Failure("lost", "the connection holding the lease closed: its worker died or was "
+                              "cut off")
+        token = f"{self._client_id}.{self._generation}:{method.delivery_tag}"
+        self._outstanding[token] = sweep_id
+        self._bodies[token] = body
+        return Lease(sweep_id, Chunk(int(h["ttg-start"]), int(h["ttg-stop"])), body, token,
+                     self.clock() + self.lease_seconds, int(h.get("ttg-failures") or 0) + lost, failure,
+                     int(h.get("ttg-priority") or 0))
+
+    def extend(self, lease: Lease) -> Lease:
+        if lease.token not in self._outstanding or not self._queue_exists(_names(lease.sweep_id)[0]):
+            raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost (its connection closed, "
+                            "or the sweep was cancelled).")
+        return replace(lease, deadline=self.clock() + self.lease_seconds)
+
+    def ack(self, lease: Lease) -> None:
+        if lease.token in self._outstanding:
+            self._do(lambda: self._ack(lease))
+
+    def _ack(self, lease: Lease) -> None:
+        self._ch.basic_ack(int(lease.token.partition(":")[2]))
+        self._outstanding.pop(lease.token, None)
+        self._bodies.pop(lease.token, None)
+
+    def release(self, lease: Lease, *, failure: Failure | None = None, delay: float = 0.0) -> None:
+        if lease.token not in self._outstanding:
+            return
+        last = failure or lease.last_failure
+        failures = lease.failures + (1 if failure else 0)
+        q, delay_q, _ = _names(lease.sweep_id)
+
+        def go() -> None:
+            if self._queue_exists(q):  # else cancelled: drop it
+                headers = _headers(lease.sweep_id, lease.chunk, failures, last, lease.priority)
+                body = self._bodies.get(lease.token, lease.body)
+                if delay > 0:
+                    self._publish(delay_q, body, headers, max(1, int(delay * 1000)))
+                else:
+                    self._publish(q, body, headers)
+            self._ack(lease)
+
+        self._do(go)
+
+    def dead_letter(self, lease: Lease, reason: str) -> None:
+        if lease.token not in self._outstanding:
+            return
+
+        def go() -> None:
+            self._declare(lease.sweep_id)
+            headers = _headers(lease.sweep_id, lease.chunk, lease.failures, lease.last_failure,
+                               lease.priority)
+            headers.update({"ttg-reason": reason, "ttg-at": repr(self.clock())})
+            self._publish(_names(lease.sweep_id)[2], b"", headers)
+            self._ack(lease)
+
+        self._do(go)
+
+    def dead_letters(self, sweep_id: str) -> list[DeadLetter]:
+        """Read the dead-letter queue without consuming it (gets, then closes the
+        channel so every message goes back)."""
+        def read() -> list[DeadLetter]:
+            out: list[DeadLetter] = []
+            ch = self._conn.channel()
+            try:
+                while True:
+                    method, props, _ = ch.basic_get(_names(sweep_id)[2], auto_ack=False)
+                    if method is None:
+                        break
+                    h = props.headers or {}
+                    reason = h.get("ttg-reason")
+                    if reason is None:  # dead-lettered by RabbitMQ itself (x-delivery-limit)
+                        reason = f"delivered {DELIVERY_LIMIT} times without an acknowledgement"
+                    out.append(DeadLetter(sweep_id, Chunk(int(h["ttg-start"]), int(h["ttg-stop"])),
+                                          str(reason), float(h.get("ttg-at") or 0)))
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+                return []
+            if ch.is_open:
+                ch.close()
+            return sorted(out, key=lambda d: d.at)
+
+        result: list[DeadLetter] = self._do(read)
+        return result
+
+    def stats(self, sweep_id: str | None = None) -> QueueStats:
+        """Queued and dead counts are exact. ``leased`` counts this client's own
+        leases only: AMQP does not tell one client about another's deliveries (the
+        management API's count lags by seconds), hence ``exact_leased = False``."""
+        def read() -> QueueStats:
+            sweeps = [sweep_id] if sweep_id else self._sweeps(fresh=True, any_queue=True)
+            queued = dead = 0
+            for s in sweeps:
+                q, delay_q, dead_q = _names(s)
+                queued += self._count(q) + self._count(delay_q)
+                dead += self._count(dead_q)
+            mine = sum(1 for s in self._outstanding.values() if sweep_id is None or s == sweep_id)
+            return QueueStats(queued, mine, dead)
+
+        result: QueueStats = self._do(read)
+        return result
+
+    def cancel(self, sweep_id: str) -> int:
+        q, delay_q, _ = _names(sweep_id)
+
+        def go() -> int:
+            n = self._count(q) + self._count(delay_q)
+            for name in (q, delay_q):
+                self._ch.queue_delete(name)
+            self._declared.discard(sweep_id)
+            for token in [t for t, s in self._outstanding.items() if s == sweep_id]:
+                del self._outstanding[token]  # RabbitMQ dropped those deliveries with the queue
+                self._bodies.pop(token, None)
+            return n
+
+        return int(self._do(go))
+
+    def close(self) -> None:
+        """Close the connection: RabbitMQ gives every lease it held back at once.
+        (Using the broker again opens a new connection.)"""
+        self._close_quietly()
+        self._outstanding.clear()
+        self._bodies.clear()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _count(self, queue: str) -> int:
+        """Ready messages in ``queue`` (0 when it does not exist)."""
+        ch = self._conn.channel()
+        try:
+            n = int(ch.queue_declare(queue, passive=True).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return 0
+            raise
+        ch.close()
+        return n
+
+    def _queue_exists(self, queue: str) -> bool:
+        ch = self._conn.channel()
+        try:
+            ch.queue_declare(queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return False
+            raise
+        ch.close()
+        return True
+
+    def _sweeps(self, fresh: bool = False, any_queue: bool = False) -> list[str]:
+        """Sweeps with a chunk queue, highest priority first (the management API's
+        queue list, cached 2 s); with ``any_queue``, also those with only delayed
+        or dead-lettered chunks."""
+        at, cached = self._sweeps_cache
+        if not (fresh or any_queue or time.monotonic() - at > 2.0):
+            return cached
+        listing = self._management(f"/api/queues/{quote(self._vhost(), safe='')}?columns=name,arguments")
+        if listing is None:
+            raise BrokerUnavailable(f"the RabbitMQ management API at {self.management} does not answer; "
+                                    "enable it (rabbitmq-plugins enable rabbitmq_management) or give the "
+                                    "sweep (--sweep NAME).")
+        found: list[tuple[int, str]] = []
+        others: set[str] = set()
+        for qinfo in listing:
+            name = str(qinfo.get("name", ""))
+            if name.startswith("ttg.q."):
+                prio = int((qinfo.get("arguments") or {}).get("x-ttg-priority") or 0)
+                found.append((prio, name.removeprefix("ttg.q.")))
+            elif name.startswith(("ttg.delay.", "ttg.dead.")):
+                others.add(name.split(".", 2)[2])
+        found.sort(key=lambda p: -p[0])
+        cached = [s for _, s in found]
+        self._sweeps_cache = (time.monotonic(), cached)
+        return sorted(set(cached) | others) if any_queue else cached
+
+    def _vhost(self) -> str:
+        path = urlsplit(self.url).path
+        return unquote(path[1:]) if len(path) > 1 else "/"
+
+    def _management(self, path: str) -> Any:
+        parts = urlsplit(self.url)
+        req = urllib.request.Request(self.management.rstrip("/") + path)
+        user, password = unquote(parts.username or "guest"), unquote(parts.password or "guest")
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return json.load(resp)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            log.debug("RabbitMQ management API unavailable at %s: %s", self.management, exc)
+            return None
+
+
+def _names(sweep_id: str) -> tuple[str, str, str]:
+    return f"ttg.q.{sweep_id}", f"ttg.delay.{sweep_id}", f"ttg.dead.{sweep_id}"
+
+
+def _headers(sweep_id: str, chunk: Chunk, failures: int, last: Failure | None,
+             priority: int) -> dict[str, Any]:
+    return {"ttg-sweep": sweep_id, "ttg-start": chunk.start, "ttg-stop": chunk.stop,
+            "ttg-failures": failures, "ttg-priority": priority,
+            "ttg-last-failure": json.dumps(last.to_dict()) if last else ""}
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """The AMQP URL without TTG's ``management`` query parameter, and the management API URL."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    management = query.pop("management", [""])[0]
+    rest = "&".join(f"{k}={v}" for k, vs in query.items() for v in vs)
+    amqp = urlunsplit((parts.scheme, parts.netloc, parts.path or "/%2F", rest, ""))
+    if not management:
+        scheme = "https" if parts.scheme == "amqps" else "http"
+        management = f"{scheme}://{parts.hostname or 'localhost'}:15672"
+    return amqp, management
+
+
+def _safe(url: str) -> str:
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"

@@ -1,0 +1,151 @@
+"""The child's end of the pipe to its supervisor, and the child process's entry point.
+
+Over the pipe a child reports what it holds (so the supervisor can extend
+and, on its death, release its lease) and learns when to stop. For brokers
+whose leases live with a connection (``Broker.holds_leases``: RabbitMQ), the
+child has no broker connection of its own: ``ProxyBroker`` sends each broker
+call to the supervisor, which runs it on the connection it keeps alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..brokers import holds_leases, open_broker
+from ..brokers.base import Broker, DeadLetter, Lease, QueueStats
+from ..chunking import Chunk
+from ..codec import Codec
+from ..errors import TtgError
+from ..retry import Failure
+from ..settings import Settings
+from ..stores import open_store
+from .child import ChildLoop, ChildOptions
+
+log = logging.getLogger(__name__)
+
+
+class ChildPipe:
+    """Reports to the supervisor, hears "stop", and carries proxied broker calls."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._stop = False
+        self._seq = 0
+
+    def leased(self, lease: Lease, timeout: float | None) -> None:
+        self.conn.send(("leased", replace(lease, body=b""), timeout))
+
+    def finished(self, lease: Lease) -> None:
+        self.conn.send(("finished",))
+
+    def stop_requested(self) -> bool:
+        while not self._stop and self.conn.poll():
+            self._take(self.conn.recv())
+        return self._stop
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run ``broker.method(*args, **kwargs)`` in the supervisor; its exceptions re-raise here."""
+        self._seq += 1
+        seq = self._seq
+        self.conn.send(("call", seq, method, args, kwargs))
+        while True:
+            msg = self.conn.recv()
+            if msg[0] == "ret" and msg[1] == seq:
+                if msg[2]:
+                    return msg[3]
+                raise msg[3]
+            self._take(msg)
+
+    def _take(self, msg: tuple[Any, ...]) -> None:
+        if msg[0] == "stop":
+            self._stop = True
+
+
+class ProxyBroker(Broker):
+    """The supervisor's broker, seen from a child."""
+
+    def __init__(self, pipe: ChildPipe, lease_seconds: float) -> None:
+        super().__init__(lease_seconds)
+        self.pipe = pipe
+
+    def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
+        return int(self.pipe.call("submit", sweep_id, list(items), priority=priority))
+
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+        got: Lease | None = self.pipe.call("lease", worker_id, timeout=timeout, sweep_id=sweep_id)
+        return got
+
+    def extend(self, lease: Lease) -> Lease:
+        raise NotImplementedError("the supervisor extends leases")
+
+    def ack(self, lease: Lease) -> None:
+        self.pipe.call("ack", lease)
+
+    def release(self, lease: Lease, *, failure: Failure | None = None, delay: float = 0.0) -> None:
+        self.pipe.call("release", lease, failure=failure, delay=delay)
+
+    def dead_letter(self, lease: Lease, reason: str) -> None:
+        self.pipe.call("dead_letter", lease, reason)
+
+    def dead_letters(self, sweep_id: str) -> list[DeadLetter]:
+        got: list[DeadLetter] = self.pipe.call("dead_letters", sweep_id)
+        return got
+
+    def stats(self, sweep_id: str | None = None) -> QueueStats:
+        got: QueueStats = self.pipe.call("stats", sweep_id)
+        return got
+
+    def cancel(self, sweep_id: str) -> int:
+        return int(self.pipe.call("cancel", sweep_id))
+
+
+def child_main(conn: Connection, beacon: memoryview, settings: Settings, options: ChildOptions,
+               parent: int) -> None:
+    """The body of a worker child process (forked by the supervisor)."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    options = replace(options, worker_id=f"{options.worker_id or socket.gethostname()}-{os.getpid()}")
+    codec = Codec(settings.secret)
+    pipe = ChildPipe(conn)
+    reason = "error"
+    try:
+        create = settings.broker_url.startswith("local://")  # else this may be another machine
+        broker: Broker
+        if holds_leases(settings.broker_url):
+            broker = ProxyBroker(pipe, settings.lease_seconds)
+        else:
+            broker = open_broker(settings)
+        with broker, open_store(settings, create=create) as store:
+            reason = ChildLoop(broker, store, codec, options, pipe, beacon).run()
+    except TtgError as exc:
+        log.error("worker child stopped: %s", exc)
+        time.sleep(1.0)  # do not spin when the broker or store is down; the supervisor restarts us
+        reason = "restart"
+    finally:
+        try:
+            conn.send(("bye", reason))
+            conn.close()
+        except (OSError, ValueError):
+            pass
+    os._exit(0 if reason in ("stop", "drained", "recycle") else 3)
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the ppid check below and lease expiry cover us
+    if os.getppid() != parent:
+        os._exit(1)
