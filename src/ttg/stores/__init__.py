@@ -24,8 +24,18 @@ def _redis(url: str, settings: Settings, create: bool) -> ResultStore:
     return RedisStore(url)
 
 
+def _postgres(url: str, settings: Settings, create: bool) -> ResultStore:
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(f"the PostgreSQL store needs psycopg 3 ({exc}); install it with "
+                          "pip install 'ttg[postgres]'.") from exc
+    return PostgresStore(url)
+
+
 _SCHEMES: dict[str, Callable[[str, Settings, bool], ResultStore]] = {
     "sqlite": _sqlite, "redis": _redis, "rediss": _redis,
+    "postgresql": _postgres, "postgres": _postgres,
 }
 
 
