@@ -30,6 +30,17 @@ Failed attempts = ``ttg-failures`` + the quorum queue's ``x-delivery-count``
 the chunk with its new count (publisher confirms) and then acks the old
 delivery, so a release without a failure costs the chunk nothing.
 
+A delivery left unacknowledged longer than the server's ``consumer_timeout``
+(rabbitmq.conf, default 30 minutes) makes RabbitMQ close the channel, which
+gives back every delivery on it. AMQP 0-9-1 has no way to extend a delivery,
+so ``consumer_timeout`` must exceed the longest chunk: TTG logs an error naming
+it when that happens, opens a new channel, and lets the chunks that were
+running keep going: the supervisor takes their messages back at once on its
+new channel (a returned message is the first a quorum queue delivers again)
+and binds each to the chunk still running, so its ack, release and heartbeat
+work as before. One that another worker got first is left to finish anyway
+(its commit is idempotent, its ack a no-op): it is further along than the copy.
+
 Publishing waits for each publisher confirm, so a ``submit`` that returned is
 never lost. Submitting is not deduplicated (AMQP has no way to ask what a
 queue holds): the client queues only uncommitted ranges, and a duplicate chunk
@@ -44,6 +55,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 import time
 import urllib.error
@@ -88,10 +100,22 @@ class RabbitBroker(Broker):
         self._client_id = secrets.token_hex(4)
         #: token -> sweep of every lease this client holds
         self._outstanding: dict[str, str] = {}
+        #: token -> sweep of leases RabbitMQ took back at a consumer timeout while their chunk
+        #: still runs and that another worker got first: left to finish, their ack a no-op
+        self._orphans: dict[str, str] = {}
+        #: token of a lease RabbitMQ took back at a consumer timeout -> token of the delivery of
+        #: the same chunk taken again in its place (see _reclaim)
+        self._moved: dict[str, str] = {}
         #: token -> message body, to republish on release whatever copy of the lease the caller has
         self._bodies: dict[str, bytes] = {}
+        #: token -> chunk of every lease this client holds
+        self._chunks: dict[str, Chunk] = {}
         self._declared: set[str] = set()
         self._sweeps_cache: tuple[float, list[str]] = (0.0, [])
+        if not log.isEnabledFor(logging.DEBUG) and logging.getLogger("pika").level == logging.NOTSET:
+            # pika logs each failed connection (with a traceback) and each closed channel at
+            # ERROR/WARNING; TTG reports every one of them itself, in one line
+            logging.getLogger("pika").setLevel(logging.CRITICAL)
         self._connect()
 
     # -- connection ------------------------------------------------------------------------
@@ -109,6 +133,11 @@ class RabbitBroker(Broker):
             except pika.exceptions.ProbableAuthenticationError as exc:
                 raise BrokerUnavailable(f"RabbitMQ at {_safe(self.url)} refused the credentials; check "
                                         "the user and password in the URL.") from exc
+            except pika.exceptions.ProbableAccessDeniedError as exc:
+                raise BrokerUnavailable(f"RabbitMQ at {_safe(self.url)} refused access to virtual host "
+                                        f"{self._vhost()!r}; create it or give the user permissions on it "
+                                        "(rabbitmqctl add_vhost / set_permissions), or fix the URL's "
+                                        "path.") from exc
             except _AMQP_ERRORS as exc:
                 if time.monotonic() > deadline or self._generation == 0:
                     raise BrokerUnavailable(f"cannot reach RabbitMQ at {_safe(self.url)} ({exc!r}); check "
@@ -118,18 +147,29 @@ class RabbitBroker(Broker):
         self._generation += 1
         self._outstanding.clear()
         self._bodies.clear()
+        self._chunks.clear()
         self._declared.clear()
 
     def _do(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
-        """Run ``fn`` on the channel, reconnecting once (with backoff) if the connection dropped."""
+        """Run ``fn`` on the channel, reconnecting once (with backoff) if the connection dropped,
+        and on a new channel if the server closed ours for a consumer timeout."""
         if self._conn is None or not self._conn.is_open:
             self._connect()  # closed by us or dropped: leases of the old connection are gone
+        elif not self._ch.is_open:
+            self._channel_lost(None)  # closed by the server since we last used it
         try:
             return fn()
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self._reopen_channel()
+            self._channel_lost(exc)
+            if retry and _ack_timed_out(exc):  # not this operation's fault: run it again
+                return self._do(fn, retry=False)
             raise BrokerUnavailable(f"RabbitMQ refused an operation: {exc.reply_text}.") from exc
         except _AMQP_ERRORS as exc:
+            if self._conn.is_open and not self._ch.is_open:  # the channel closed meanwhile
+                self._channel_lost(None)
+                if retry:
+                    return self._do(fn, retry=False)
+                raise BrokerUnavailable(f"RabbitMQ closed the channel: {exc!r}.") from exc
             if not retry:
                 raise BrokerUnavailable(f"lost the connection to RabbitMQ at {_safe(self.url)}: "
                                         f"{exc!r}.") from exc
@@ -137,6 +177,69 @@ class RabbitBroker(Broker):
             self._close_quietly()
             self._connect()
             return self._do(fn, retry=False)
+
+    def _channel_lost(self, exc: BaseException | None) -> None:
+        """The server closed our channel (``exc``: why, when we saw it happen): every delivery
+        on it went back to its queue. Log why and open a new one."""
+        reason = exc if exc is not None else getattr(self._ch, "_closing_reason", None)
+        held = len(self._outstanding)
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker) and _ack_timed_out(reason):
+            used = re.search(r"Timeout value used: (\d+) ms", reason.reply_text)
+            limit = f"{int(used.group(1)) / 1000:g} s" if used else "its limit"
+            log.error("RabbitMQ closed the channel because a chunk stayed unacknowledged longer than "
+                      "its consumer_timeout (%s), which put the %d chunk(s) this worker held back in "
+                      "the queue (it takes back what it can and lets them finish, but they may run "
+                      "twice). Set consumer_timeout in rabbitmq.conf above the longest chunk duration "
+                      "(in ms), or make chunks shorter (--chunk-size, or --chunk-size auto with "
+                      "--target-chunk-seconds).", limit, held)
+            lost = {t: (s, self._chunks[t]) for t, s in self._outstanding.items() if t in self._chunks}
+            self._reopen_channel()
+            self._reclaim(lost)
+            return
+        if held:
+            log.warning("RabbitMQ closed the channel (%s); the %d chunk(s) it held go back to the queue",
+                        getattr(reason, "reply_text", None) or repr(reason), held)
+        self._reopen_channel()
+
+    def _reclaim(self, lost: dict[str, tuple[str, Chunk]], patience: float = 0.5) -> None:
+        """Take back the chunks of leases lost to a consumer timeout, which are still running
+        here: a returned message is the first its quorum queue delivers again, so the next
+        gets of its queue usually return it (unless another worker was faster). A message
+        of another chunk got on the way goes back to its queue, its attempts unchanged."""
+        wanted = dict(lost)
+        strays = 0
+        end = time.monotonic() + patience
+        try:
+            while wanted and strays <= len(lost) and time.monotonic() < end:
+                for sweep in sorted({s for s, _ in wanted.values()}):
+                    got = self._get(sweep)
+                    if got is None:
+                        continue
+                    old = next((t for t, (s, c) in wanted.items() if s == sweep and c == got.chunk), None)
+                    if old is not None:
+                        self._moved[old] = got.token
+                        del wanted[old]
+                        continue
+                    strays += 1
+                    q = _names(sweep)[0]
+                    self._publish(q, got.body, _headers(sweep, got.chunk, got.failures, got.last_failure,
+                                                        got.priority))
+                    self._ack(got)
+                if wanted:
+                    time.sleep(0.01)
+        except _AMQP_ERRORS as exc:
+            log.warning("could not take back the chunks lost to the consumer timeout: %r", exc)
+        for token, (sweep, _) in wanted.items():
+            self._orphans[token] = sweep  # another worker has it: let ours finish anyway
+        log.info("took back %d of %d chunk(s) after the consumer timeout", len(lost) - len(wanted), len(lost))
+
+    def _current(self, lease: Lease, *, done: bool = False) -> Lease:
+        """``lease`` as this client holds it now (another delivery of its chunk after a consumer
+        timeout); with ``done``, forget the old tokens."""
+        token = lease.token
+        while token in self._moved:
+            token = self._moved.pop(token) if done else self._moved[token]
+        return lease if token == lease.token else replace(lease, token=token)
 
     def _reopen_channel(self) -> None:
         try:
@@ -148,6 +251,7 @@ class RabbitBroker(Broker):
         self._generation += 1  # deliveries of the closed channel are gone
         self._outstanding.clear()
         self._bodies.clear()
+        self._chunks.clear()
 
     def _close_quietly(self) -> None:
         try:
@@ -165,6 +269,9 @@ class RabbitBroker(Broker):
             log.warning("RabbitMQ connection lost (%r); reconnecting", exc)
             self._close_quietly()
             self._connect()
+            return
+        if not self._ch.is_open:  # e.g. a consumer timeout: notice it now, not at the next call
+            self._channel_lost(None)
 
     # -- queues ------------------------------------------------------------------------------
 
@@ -216,13 +323,23 @@ class RabbitBroker(Broker):
         try:
             method, props, body = self._ch.basic_get(_names(sweep_id)[0], auto_ack=False)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self._reopen_channel()
             if exc.reply_code == 404:  # no such queue: nothing submitted (or cancelled)
+                self._reopen_channel()
                 return None
             raise
         if method is None:
             return None
         h = props.headers or {}
+        try:
+            chunk = Chunk(int(h["ttg-start"]), int(h["ttg-stop"]))
+        except (KeyError, TypeError, ValueError) as exc:  # not from TTG: set it aside, never run it
+            reason = f"not a TTG chunk message: no valid ttg-start/ttg-stop headers ({exc!r})"
+            q, _, dead = _names(sweep_id)
+            log.error("moving a message from %s to %s: %s", q, dead, reason)
+            self._ch.queue_declare(dead, durable=True)
+            self._publish(dead, body, {**h, "ttg-reason": reason, "ttg-at": repr(self.clock())})
+            self._ch.basic_ack(method.delivery_tag)
+            return None
         lost = int(h.get("x-delivery-count") or 0)
         last = h.get("ttg-last-failure") or ""
         failure = Failure.from_dict(json.loads(last)) if last else None
@@ -232,26 +349,39 @@ class RabbitBroker(Broker):
         token = f"{self._client_id}.{self._generation}:{method.delivery_tag}"
         self._outstanding[token] = sweep_id
         self._bodies[token] = body
-        return Lease(sweep_id, Chunk(int(h["ttg-start"]), int(h["ttg-stop"])), body, token,
+        self._chunks[token] = chunk
+        return Lease(sweep_id, chunk, body, token,
                      self.clock() + self.lease_seconds, int(h.get("ttg-failures") or 0) + lost, failure,
                      int(h.get("ttg-priority") or 0))
 
     def extend(self, lease: Lease) -> Lease:
-        if lease.token not in self._outstanding or not self._queue_exists(_names(lease.sweep_id)[0]):
+        exists = self._current(lease).token in self._outstanding and self._do(
+            partial(self._queue_exists, _names(lease.sweep_id)[0]))
+        held = self._current(lease)  # (_do may have reconnected, or taken the chunk back)
+        if held.token in self._orphans:  # lost to a consumer timeout: let it finish
+            return replace(lease, deadline=self.clock() + self.lease_seconds)
+        if held.token not in self._outstanding or not exists:
             raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost (its connection closed, "
                             "or the sweep was cancelled).")
         return replace(lease, deadline=self.clock() + self.lease_seconds)
 
     def ack(self, lease: Lease) -> None:
+        lease = self._current(lease, done=True)
+        self._orphans.pop(lease.token, None)
         if lease.token in self._outstanding:
-            self._do(lambda: self._ack(lease))
+            self._do(lambda: self._ack(self._current(lease, done=True)))
 
     def _ack(self, lease: Lease) -> None:
+        if lease.token not in self._outstanding:  # its channel closed: acking the tag would hit another
+            return
         self._ch.basic_ack(int(lease.token.partition(":")[2]))
         self._outstanding.pop(lease.token, None)
         self._bodies.pop(lease.token, None)
+        self._chunks.pop(lease.token, None)
 
     def release(self, lease: Lease, *, failure: Failure | None = None, delay: float = 0.0) -> None:
+        held = lease = self._current(lease, done=True)
+        self._orphans.pop(lease.token, None)
         if lease.token not in self._outstanding:
             return
         last = failure or lease.last_failure
@@ -259,6 +389,9 @@ class RabbitBroker(Broker):
         q, delay_q, _ = _names(lease.sweep_id)
 
         def go() -> None:
+            lease = self._current(held, done=True)  # (taken back on the way: see _reclaim)
+            if lease.token not in self._outstanding:  # lost on the way (reconnected): RabbitMQ has it
+                return
             if self._queue_exists(q):  # else cancelled: drop it
                 headers = _headers(lease.sweep_id, lease.chunk, failures, last, lease.priority)
                 body = self._bodies.get(lease.token, lease.body)
@@ -271,10 +404,15 @@ class RabbitBroker(Broker):
         self._do(go)
 
     def dead_letter(self, lease: Lease, reason: str) -> None:
+        held = lease = self._current(lease, done=True)
+        self._orphans.pop(lease.token, None)
         if lease.token not in self._outstanding:
             return
 
         def go() -> None:
+            lease = self._current(held, done=True)  # (taken back on the way: see _reclaim)
+            if lease.token not in self._outstanding:  # lost on the way (reconnected): RabbitMQ has it
+                return
             self._declare(lease.sweep_id)
             headers = _headers(lease.sweep_id, lease.chunk, lease.failures, lease.last_failure,
                                lease.priority)
@@ -296,11 +434,15 @@ class RabbitBroker(Broker):
                     if method is None:
                         break
                     h = props.headers or {}
+                    try:
+                        chunk = Chunk(int(h["ttg-start"]), int(h["ttg-stop"]))
+                    except (KeyError, TypeError, ValueError):
+                        log.debug("%s holds a message with no chunk range", _names(sweep_id)[2])
+                        continue
                     reason = h.get("ttg-reason")
                     if reason is None:  # dead-lettered by RabbitMQ itself (x-delivery-limit)
                         reason = f"delivered {DELIVERY_LIMIT} times without an acknowledgement"
-                    out.append(DeadLetter(sweep_id, Chunk(int(h["ttg-start"]), int(h["ttg-stop"])),
-                                          str(reason), float(h.get("ttg-at") or 0)))
+                    out.append(DeadLetter(sweep_id, chunk, str(reason), float(h.get("ttg-at") or 0)))
             except pika.exceptions.ChannelClosedByBroker as exc:
                 if exc.reply_code != 404:
                     raise
@@ -340,6 +482,7 @@ class RabbitBroker(Broker):
             for token in [t for t, s in self._outstanding.items() if s == sweep_id]:
                 del self._outstanding[token]  # RabbitMQ dropped those deliveries with the queue
                 self._bodies.pop(token, None)
+                self._chunks.pop(token, None)
             return n
 
         return int(self._do(go))
@@ -349,7 +492,10 @@ class RabbitBroker(Broker):
         (Using the broker again opens a new connection.)"""
         self._close_quietly()
         self._outstanding.clear()
+        self._orphans.clear()
+        self._moved.clear()
         self._bodies.clear()
+        self._chunks.clear()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -421,6 +567,11 @@ class RabbitBroker(Broker):
 
 def _names(sweep_id: str) -> tuple[str, str, str]:
     return f"ttg.q.{sweep_id}", f"ttg.delay.{sweep_id}", f"ttg.dead.{sweep_id}"
+
+
+def _ack_timed_out(exc: pika.exceptions.ChannelClosedByBroker) -> bool:
+    """The server closed the channel because a delivery outlived its ``consumer_timeout``."""
+    return exc.reply_code == 406 and "acknowledgement" in exc.reply_text and "timed out" in exc.reply_text
 
 
 def _headers(sweep_id: str, chunk: Chunk, failures: int, last: Failure | None,
