@@ -5,7 +5,6 @@ Every TtgError is printed as one line on stderr with exit status 2.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -15,12 +14,13 @@ from typing import Any
 import click
 
 from . import client, funcref
-from . import settings as settings_mod
 from .api import _chunk_size
 from .brokers import open_broker
+from .cli_observe import dashboard, exporter, plot
+from .cliopts import common as _common
+from .cliopts import settings_from as _settings
 from .codec import Codec
 from .errors import ConfigError, SpecError, TtgError
-from .settings import Settings
 from .space import Space, load_spec_file, space_from_spec
 from .spaceflags import grid_axis, parse_range, random_param
 from .stores import open_store
@@ -28,15 +28,6 @@ from .sweep import Options, Sweep
 from .ui import Display, print_summary, sweeps_table
 from .worker.child import ChildOptions
 from .worker.supervisor import Supervisor
-
-
-def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--home", type=click.Path(file_okay=False, path_type=Path),
-                      help="TTG home for the embedded broker and store [TTG_HOME, default ./.ttg].")(fn)
-    fn = click.option("--broker", help="Broker URL [TTG_BROKER, default: embedded SQLite].")(fn)
-    fn = click.option("--store", help="Result store URL [TTG_STORE, default: the broker's partner].")(fn)
-    fn = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(fn)
-    return fn
 
 
 def _sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,10 +114,14 @@ def submit(**kw: Any) -> None:
               help="Replace a child once its memory exceeds this many MiB.")
 @click.option("--grace", type=float, help="Seconds to finish chunks after SIGTERM [TTG_GRACE_SECONDS].")
 @click.option("--lease-seconds", type=float, help="Lease period [TTG_LEASE_SECONDS, default 10].")
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (/metrics).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address for --metrics-port (0.0.0.0 in a pod, for Prometheus to reach it).")
 @_common
 def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, burst: bool,
            max_chunks_per_child: int | None, max_memory_per_child: float | None,
-           grace: float | None, lease_seconds: float | None, **kw: Any) -> None:
+           grace: float | None, lease_seconds: float | None, metrics_port: int | None,
+           metrics_host: str, **kw: Any) -> None:
     """Run a supervisor and its child processes, computing chunks from the broker."""
     s = _settings(kw, workers=workers, allow=allow or None, grace_seconds=grace,
                   lease_seconds=lease_seconds)
@@ -138,7 +133,12 @@ def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, bu
                            max_memory_mb=max_memory_per_child)
     # a networked broker's worker may be on another machine: never create an SQLite store there
     with open_broker(s) as broker, open_store(s, create=s.broker_url.startswith("local://")):
-        Supervisor(s, options, broker).run()
+        if metrics_port is None:
+            Supervisor(s, options, broker).run()
+        else:
+            from .metrics import run_observed
+
+            run_observed(s, options, broker, metrics_host, metrics_port)
 
 
 @cli.command(name="list")
@@ -238,8 +238,7 @@ def retry(name: str, statuses: str, workers: int | None, no_workers: bool, **kw:
         reopened = store.reopen(name, wanted)
         codec = Codec(s.secret)
         store.set_state(name, "active")
-        broker.submit(name, [(c, codec.encode(sweep.task(c, _rows_for(sweep, c)))) for c in reopened],
-                      priority=sweep.options.priority)
+        client.requeue(sweep, reopened, broker, codec)
         n = sum(len(c) for c in reopened)
         click.echo(f"re-queued {n} indices of {name}")
         if no_workers or not n:
@@ -264,14 +263,6 @@ def cancel(name: str, **kw: Any) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _settings(kw: dict[str, Any], **extra: Any) -> Settings:
-    verbose = kw.pop("verbose", 0)
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return settings_mod.load(home=kw.pop("home", None), broker=kw.pop("broker", None),
-                             store=kw.pop("store", None), **extra)
 
 
 def _make_sweep(kw: dict[str, Any]) -> tuple[Sweep, Space]:
@@ -305,11 +296,8 @@ def _space_spec(kw: dict[str, Any]) -> dict[str, Any]:
     return load_spec_file(kw["space_file"])
 
 
-def _rows_for(sweep: Sweep, chunk: Any) -> list[Any] | None:
-    if not sweep.is_file:
-        return None
-    space = sweep.make_space()
-    return space.points(chunk.start, chunk.stop)
+for _command in (dashboard, exporter, plot):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from .brokers.base import Broker
 from .chunking import Chunk, auto_size, gaps, plan
 from .codec import Codec
 from .errors import ConfigError
+from .records import FAILED
 from .rows import FileSpace
 from .settings import Settings
 from .space import Space
@@ -61,6 +62,16 @@ def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec
     return Submitted(sweep, queued, already)
 
 
+def requeue(sweep: Sweep, ranges: list[Chunk], broker: Broker, codec: Codec) -> int:
+    """Queue these ranges of an existing sweep again (retry, or chunks a broker lost),
+    cut to the sweep's chunk size."""
+    size = sweep.options.chunk_size or auto_size(sweep.total)
+    space = sweep.make_space() if sweep.is_file else None
+    items = [(c, codec.encode(sweep.task(c, space.points(c.start, c.stop) if space else None)))
+             for r in ranges for c in plan(r.start, r.stop, size)]
+    return broker.submit(sweep.id, items, priority=sweep.options.priority)
+
+
 def _pending(sweep: Sweep, space: Space, size: int,
              done: list[tuple[int, int]]) -> Iterator[tuple[Chunk, list[Any] | None]]:
     """The uncommitted pieces of the planned chunks (with their rows for file spaces)."""
@@ -85,12 +96,17 @@ class Watcher:
     """Polls a sweep's progress for ``ttg run``; tells the supervisor when to stop."""
 
     def __init__(self, sweep: Sweep, broker: Broker, store: ResultStore,
-                 show: Callable[[Progress], None] | None = None, every: float = 0.1) -> None:
+                 show: Callable[[Progress], None] | None = None, every: float = 0.02,
+                 requeue: Callable[[list[Chunk]], object] | None = None) -> None:
+        """``requeue`` queues chunks again when the broker lost them (e.g. a Redis
+        restarted without persistence): without it such a sweep would wait forever."""
         self.sweep, self.broker, self.store = sweep, broker, store
         self.show = show
         self.every = every
+        self.requeue = requeue
         self._next = 0.0
-        self._idle_checks = 0
+        self._idle_since: float | None = None
+        self._next_requeue = 0.0
         self.progress = store.progress(sweep.id)
         self.outcome = "running"
 
@@ -108,12 +124,42 @@ class Watcher:
         if self.store.state(self.sweep.id) == "cancelled":
             self.outcome = "cancelled"
             return True
-        # nothing queued or leased but results missing: the rest is dead-lettered
-        self._idle_checks = self._idle_checks + 1 if self.broker.stats(self.sweep.id).active == 0 else 0
-        if self._idle_checks >= 5:
+        if self.broker.stats(self.sweep.id).active:
+            self._idle_since = None
+            return False
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since < 0.5:
+            return False
+        # nothing queued or leased (that we can see) and results missing
+        lost = self._lost()
+        if not lost:  # all of it dead-lettered: nothing will ever come
             self.outcome = "stuck"
             return True
+        if self.requeue is not None and now >= self._next_requeue:
+            log.warning("sweep %s: %d chunks have no results and are neither queued nor leased; "
+                        "queueing them again", self.sweep.id, len(lost))
+            self.requeue(lost)
+            self._next_requeue = now + 30.0  # a broker with inexact lease counts: do not flood it
+            self._idle_since = None
         return False
+
+    def _lost(self) -> list[Chunk]:
+        """The ranges with no results that are not dead-lettered either."""
+        dead = _merged(sorted((d.chunk.start, d.chunk.stop) for d in self.broker.dead_letters(self.sweep.id)))
+        missing = gaps(0, self.sweep.total, self.store.committed_ranges(self.sweep.id, 0, self.sweep.total))
+        return [piece for c in missing for piece in gaps(c.start, c.stop, dead)]
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ranges with overlaps merged (dead letters of a split chunk can overlap)."""
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultStore,
@@ -121,7 +167,9 @@ def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultSto
     """Run local workers on ``sweep`` until it completes, is cancelled or interrupted."""
     allow = funcref.AllowList([sweep.function, *settings.allow])
     options = ChildOptions(worker_id="", allow=allow, sweep_id=sweep.id)
-    watcher = Watcher(sweep, broker, store, show)
+    codec = Codec(settings.secret)
+    watcher = Watcher(sweep, broker, store, show,
+                      requeue=lambda chunks: requeue(sweep, chunks, broker, codec))
     if watcher.tick():
         return watcher
     supervisor = Supervisor(settings, options, broker, on_tick=watcher.tick)
@@ -130,6 +178,16 @@ def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultSto
         watcher.progress = store.progress(sweep.id)
         watcher.outcome = "complete" if watcher.progress.complete else "interrupted"
     return watcher
+
+
+def requeue_failed(sweep: Sweep, broker: Broker, store: ResultStore, codec: Codec,
+                   statuses: tuple[str, ...] = FAILED) -> int:
+    """Delete the records with these statuses and queue their indices again (``ttg
+    retry``); returns how many indices were re-queued."""
+    reopened = store.reopen(sweep.id, statuses)
+    store.set_state(sweep.id, "active")
+    requeue(sweep, reopened, broker, codec)
+    return sum(len(c) for c in reopened)
 
 
 def check_function(ref: str) -> None:

@@ -25,6 +25,8 @@ ENV_VARS: dict[str, str] = {
     "TTG_SECRET": "secret",
     "TTG_ALLOW": "allow",
     "TTG_LOG_LEVEL": "log_level",
+    "TTG_LOG_FORMAT": "log_format",
+    "TTG_DASHBOARD_TOKEN": "dashboard_token",
 }
 
 
@@ -51,6 +53,10 @@ class Settings:
     #: Extra allow-list patterns (see funcref.AllowList).
     allow: tuple[str, ...] = ()
     log_level: str = "WARNING"
+    #: "human" (default) or "json": one JSON object per line (ttg.logs).
+    log_format: str = "human"
+    #: The token ``ttg dashboard`` requires off loopback; empty: a random one.
+    dashboard_token: str = ""
     #: How long an idle child waits between polls of an empty queue.
     poll_seconds: float = 0.05
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -120,4 +126,6 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"lease seconds must be positive, not {s.lease_seconds}.")
     if not s.grace_seconds >= 0:  # also rejects NaN
         raise ConfigError(f"grace seconds must be zero or more, not {s.grace_seconds}.")
+    if s.log_format not in ("human", "json"):
+        raise ConfigError(f"log format must be human or json, not {s.log_format!r}.")
     return s

@@ -90,6 +90,12 @@ class Table:
             out[name] = [v.get(k) if isinstance(v, dict) else None for v in values]
         return out
 
+    def column_chunks(self) -> Iterator[dict[str, list[Any]]]:
+        """Each committed chunk's columns as Python lists, in index order (one
+        pass, no schema: for plots and the dashboard)."""
+        for rec in self.store.chunks(self.sweep.id):
+            yield self._columns(rec)
+
     # -- arrow ------------------------------------------------------------------------
 
     def schema(self) -> pa.Schema:

@@ -416,3 +416,37 @@ def _only_sweep(url: str) -> str | None:
         r.close()
     return ids[0].decode() if len(ids) == 1 else None
 
+
+def test_broker_that_lost_everything_is_refilled_by_the_running_client(home: Path, tmp_path: Path,
+                                                                       procs: Procs) -> None:
+    """A Redis without persistence restarts empty mid-sweep: the queue is gone.
+    The running `ttg run` sees results missing with nothing queued or leased,
+    queues those ranges again, and finishes: every index exactly once."""
+    volatile = PrivateRedis(tmp_path / "volatile", "--appendonly", "no")
+    volatile.start()
+    try:
+        total = 600
+        store = f"sqlite://{home / 'results.db'}"
+        run = procs.start(home, "run", "tests.funcs:slow", "--range", str(total), "--chunk-size", "10",
+                          "--workers", "2", "--broker", volatile.url, "--store", store,
+                          TTG_LEASE_SECONDS=str(LEASE))
+        def registered() -> str | None:
+            if not (home / "results.db").exists():
+                return None
+            s = open_store(settings_mod.load(environ={}), store)
+            try:
+                infos = s.sweeps()
+            finally:
+                s.close()
+            return infos[0].sweep.id if infos else None
+
+        sweep = wait_until(registered, 20, "the sweep in the store")
+        reach(store, sweep, total * 0.3, [run])
+        volatile.kill()
+        volatile.start()  # same port, nothing in it
+        assert run.wait(90) == 0, run.stderr
+        assert f"sweep {sweep}: complete, {total}/{total} points" in run.stdout, run.stdout
+        assert "queueing them again" in run.stderr
+        assert_exactly_once_at(store, sweep, total)
+    finally:
+        volatile.kill()

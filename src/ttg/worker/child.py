@@ -25,6 +25,7 @@ from ..brokers.base import Broker, Lease
 from ..chunking import Chunk, remainder_pieces
 from ..codec import Codec
 from ..errors import BadMessage, FunctionError, NotAllowed, SpecError
+from ..events import Events
 from ..records import ChunkRecords, failed_record
 from ..retry import Isolated, Split, decide
 from ..space import Space, space_from_spec
@@ -55,6 +56,8 @@ class ChildOptions:
     #: Exit (to be replaced) once the resident set exceeds this many MiB.
     max_memory_mb: float | None = None
     poll_seconds: float = 0.5
+    #: Send the supervisor a summary of each chunk (for its metrics; events.Tally).
+    report_chunks: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,11 @@ class Task:
 
 class ChildLoop:
     def __init__(self, broker: Broker, store: ResultStore, codec: Codec, options: ChildOptions,
-                 reporter: Reporter, beacon: Beacon) -> None:
+                 reporter: Reporter, beacon: Beacon, events: Events | None = None) -> None:
         self.broker, self.store, self.codec = broker, store, codec
         self.options = options
         self.reporter = reporter
+        self.events = events or Events()
         self.beacon = beacon
         self._functions: dict[str, Callable[[Any], Any]] = {}
         self._spaces: dict[str, Space] = {}
@@ -118,7 +122,8 @@ class ChildLoop:
                 if o.burst and self.broker.stats(o.sweep_id).active == 0:
                     return "drained"
                 continue
-            self.handle(lease)
+            self.events.chunk_leased(lease)
+            self.events.chunk_finished(lease, self.handle(lease))
             self.reporter.finished(lease)
             self.chunks_done += 1
             if o.max_chunks and self.chunks_done >= o.max_chunks:
@@ -126,41 +131,47 @@ class ChildLoop:
             if o.max_memory_mb and _rss_mb() > o.max_memory_mb:
                 return "recycle"
 
-    def handle(self, lease: Lease) -> None:
+    def handle(self, lease: Lease) -> str:
         """Handle one leased chunk: its results end committed (or it ends split,
-        released or dead-lettered) before this returns."""
+        released or dead-lettered) before this returns. Returns how (events.OUTCOMES)."""
         try:
             task = Task.parse(self.codec.decode(lease.body), lease)
             self.options.allow.check(task.fn)
         except (BadMessage, NotAllowed) as exc:
             log.warning("rejecting %s %s: %s", lease.sweep_id, lease.chunk, exc)
             self.broker.dead_letter(lease, str(exc))
-            return
+            return "rejected"
         self.reporter.leased(lease, task.timeout)
         decision = decide(lease.chunk, lease.failures, task.max_attempts, lease.last_failure)
         if isinstance(decision, Split):
             self._requeue(task, lease, decision.pieces)
             self.broker.ack(lease)
-        elif isinstance(decision, Isolated):
+            return "split"
+        if isinstance(decision, Isolated):
             rec = failed_record(lease.chunk, decision.status, decision.reason, self.options.worker_id,
                                 lease.attempt, task.rows)
-            self.store.commit(task.sweep_id, rec)
+            if self.store.commit(task.sweep_id, rec):
+                self.events.committed(task.sweep_id, rec)
             self.broker.dead_letter(lease, decision.reason)
-        else:
-            self._compute(task, lease)
+            return "isolated"
+        return self._compute(task, lease)
 
-    def _compute(self, task: Task, lease: Lease) -> None:
+    def _compute(self, task: Task, lease: Lease) -> str:
         try:
             fn = self._function(task.fn)
             space = None if task.rows is not None else self._space(task)
         except (FunctionError, SpecError) as exc:
             log.error("cannot run %s %s: %s", task.sweep_id, task.chunk, exc)
             self.broker.dead_letter(lease, str(exc))
-            return
+            return "unrunnable"
+        outcome = "skipped"  # everything was committed already
         for part in self.store.uncommitted(task.sweep_id, task.chunk):
             rec = self._run(fn, space, task, part, lease.attempt)
             make_storable(rec)
-            if not self.store.commit(task.sweep_id, rec):
+            outcome = "computed"
+            if self.store.commit(task.sweep_id, rec):
+                self.events.committed(task.sweep_id, rec)
+            else:
                 log.info("%s %s was already committed by another worker", task.sweep_id, rec.chunk)
                 self._commit_gaps(task.sweep_id, rec)
             if rec.stop < part.stop:  # chunk_size="auto": hand the rest back
@@ -168,6 +179,7 @@ class ChildLoop:
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
                 self._requeue(task, lease, rest)
         self.broker.ack(lease)
+        return outcome
 
     def _run(self, fn: Callable[[Any], Any], space: Space | None, task: Task, part: Chunk,
              attempt: int) -> ChunkRecords:
@@ -200,7 +212,9 @@ class ChildLoop:
         without these would leave those indices with no record."""
         while gaps := self.store.uncommitted(sweep_id, rec.chunk):
             for gap in gaps:  # a refusal means someone else committed there: look again
-                self.store.commit(sweep_id, rec.slice(gap.start, gap.stop))
+                piece = rec.slice(gap.start, gap.stop)
+                if self.store.commit(sweep_id, piece):
+                    self.events.committed(sweep_id, piece)
 
     def _requeue(self, task: Task, lease: Lease, pieces: list[Chunk]) -> None:
         items = [(p, self.codec.encode(task.body_for(p))) for p in pieces]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..brokers.base import Broker, Lease
 from ..errors import BrokerError, LeaseLost
+from ..events import Events
 
 if TYPE_CHECKING:
     from .supervisor import Slot
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, events: Events | None = None) -> None:
         self.broker = broker
+        self.events = events or Events()
         self.extended = 0
 
     def beat(self, slots: Iterable[Slot], on_lost: Callable[[Slot, Lease, LeaseLost], None]) -> None:
@@ -38,7 +40,9 @@ class Heartbeat:
             try:
                 slot.lease = self.broker.extend(lease)
                 self.extended += 1
+                self.events.lease_extended(slot.lease)
             except LeaseLost as exc:
+                self.events.lease_lost(lease)
                 on_lost(slot, lease, exc)
             except BrokerError as exc:
                 log.warning("heartbeat for %s %s failed (will retry): %s", lease.sweep_id, lease.chunk, exc)

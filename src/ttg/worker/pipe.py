@@ -24,6 +24,7 @@ from ..brokers.base import Broker, DeadLetter, Lease, QueueStats
 from ..chunking import Chunk
 from ..codec import Codec
 from ..errors import TtgError
+from ..events import ChunkReport, Events, Fanout, Tally
 from ..retry import Failure
 from ..settings import Settings
 from ..stores import open_store
@@ -45,6 +46,9 @@ class ChildPipe:
 
     def finished(self, lease: Lease) -> None:
         self.conn.send(("finished",))
+
+    def report(self, report: ChunkReport) -> None:
+        self.conn.send(("report", report))
 
     def stop_requested(self) -> bool:
         while not self._stop and self.conn.poll():
@@ -125,7 +129,7 @@ def child_main(conn: Connection, beacon: memoryview, settings: Settings, options
         else:
             broker = open_broker(settings)
         with broker, open_store(settings, create=create) as store:
-            reason = ChildLoop(broker, store, codec, options, pipe, beacon).run()
+            reason = ChildLoop(broker, store, codec, options, pipe, beacon, _events(options, pipe)).run()
     except TtgError as exc:
         log.error("worker child stopped: %s", exc)
         time.sleep(1.0)  # do not spin when the broker or store is down; the supervisor restarts us
@@ -137,6 +141,13 @@ def child_main(conn: Connection, beacon: memoryview, settings: Settings, options
         except (OSError, ValueError):
             pass
     os._exit(0 if reason in ("stop", "drained", "recycle") else 3)
+
+
+def _events(options: ChildOptions, pipe: ChildPipe) -> Events:
+    from ..logs import LogContext
+
+    context = LogContext(options.worker_id)
+    return Fanout(context, Tally(pipe.report)) if options.report_chunks else context
 
 
 def _die_with_parent(parent: int) -> None:

@@ -1,0 +1,96 @@
+"""``ttg plot`` writes a valid image of the right kind; ``--log-format json``
+writes one JSON object per line with sweep, chunk, worker and level."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ttg
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("plot") / ".ttg"
+    ttg(home, "run", "tests.funcs:add", "--grid", "a=1,2,3,4,5,6", "--grid", "b=linspace:0:1:5",
+        "--grid", "c=10,20", "--workers", "1", "--chunk-size", "20", "--name", "grid3", check=True)
+    return home
+
+
+def _png(path: Path) -> Image.Image:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = Image.open(path)
+    image.load()
+    assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
+    return image
+
+
+def test_a_line_over_one_axis(swept: Path, tmp_path: Path) -> None:
+    out = tmp_path / "line.png"
+    proc = ttg(swept, "plot", "grid3", "--x", "a", "--value", "value", "-o", str(out), check=True)
+    assert "wrote a line of value" in proc.stdout
+    assert _png(out).info["Title"] == "grid3: line of value"
+
+
+def test_a_heat_map_over_two_axes(swept: Path, tmp_path: Path) -> None:
+    out = tmp_path / "heat.png"
+    proc = ttg(swept, "plot", "grid3", "--x", "a", "--y", "b", "--value", "value", "-o", str(out), check=True)
+    assert "wrote a heat map of value" in proc.stdout
+    image = _png(out)
+    assert image.info["Title"] == "grid3: heat map of value"
+    colours = image.convert("RGB").getcolors(maxcolors=100_000)
+    assert colours is not None and len(colours) > 20, "a heat map has many colours"
+
+
+def test_a_scatter_as_svg(swept: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scatter.svg"
+    ttg(swept, "plot", "grid3", "--x", "b", "--y", "c", "--value", "duration", "--kind", "scatter",
+        "-o", str(out), check=True)
+    text = out.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text and "grid3: scatter of duration" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--x", "nope", "--value", "value"],
+     "the results have no field 'nope'; choose one of: index, a, b, c, value, duration, attempt."),
+    (["--x", "a", "--value", "nope"], "the results have no field 'nope'"),
+    (["--x", "a", "--value", "value", "--kind", "heatmap"], "a heat map needs two axes; give --y FIELD too."),
+])
+def test_a_missing_axis_is_a_clear_error(swept: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "x.png"
+    proc = ttg(swept, "plot", "grid3", *args, "-o", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("ttg: error: ") and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_json_logs_carry_sweep_chunk_worker_and_level(tmp_path: Path) -> None:
+    home = tmp_path / ".ttg"
+    ttg(home, "submit", "tests.funcs:square", "--range", "30", "--chunk-size", "10", "--name", "logged",
+        check=True)
+    # a worker that may not run it: each chunk is rejected, with a warning logged while handling it
+    proc = ttg(home, "worker", "--allow", "tests.observability.funcs", "--workers", "1", "--burst",
+               "--log-format", "json", "-v")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert lines and all({"time", "level", "logger", "message", "sweep", "chunk", "worker"} <= set(x)
+                         for x in lines)
+    rejected = [x for x in lines if x["message"].startswith("rejecting")]
+    assert {x["chunk"] for x in rejected} == {"0-10", "10-20", "20-30"}
+    assert all(x["sweep"] == "logged" and x["level"] == "warning" for x in rejected)
+    assert all(x["worker"].startswith(socket.gethostname() + "-") for x in lines)
+
+
+def test_json_logs_from_the_environment_and_a_bad_format(tmp_path: Path) -> None:
+    home = tmp_path / ".ttg"
+    proc = ttg(home, "submit", "tests.funcs:square", "--range", "5", "-v", TTG_LOG_FORMAT="json")
+    assert proc.returncode == 0
+    [line] = [json.loads(x) for x in proc.stderr.splitlines()]
+    assert line["level"] == "info" and line["logger"] == "ttg.client"
+    bad = ttg(home, "list", TTG_LOG_FORMAT="xml")
+    assert bad.returncode == 2 and "log format must be human or json" in bad.stderr
