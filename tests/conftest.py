@@ -164,25 +164,13 @@ def ttg_popen(home: Path, *args: str, **env: str) -> subprocess.Popen[str]:
 
 
 def records_per_index(home: Path, sweep_id: str) -> dict[int, int]:
-    """How many committed records each index has (must be exactly 1 each)."""
-    s = open_store(settings_mod.load(environ={}, home=home))
-    counts: dict[int, int] = {}
-    try:
-        for rec in s.chunks(sweep_id):
-            for i in range(rec.start, rec.stop):
-                counts[i] = counts.get(i, 0) + 1
-    finally:
-        s.close()
-    return counts
+    """How many committed records each index has in the embedded store of ``home``."""
+    return store_records_per_index(f"sqlite://{home.resolve() / 'results.db'}", sweep_id)
 
 
 def assert_exactly_once(home: Path, sweep_id: str, total: int) -> None:
-    counts = records_per_index(home, sweep_id)
-    missing = [i for i in range(total) if counts.get(i, 0) == 0]
-    twice = {i: c for i, c in counts.items() if c != 1}
-    assert not missing, f"{len(missing)} indices have no record, e.g. {missing[:10]}"
-    assert not twice, f"indices with more than one record: {dict(list(twice.items())[:10])}"
-    assert len(counts) == total, f"{len(counts)} indexed records for {total} points"
+    """Every index of the sweep has exactly one record in the embedded store of ``home``."""
+    assert_exactly_once_in(f"sqlite://{home.resolve() / 'results.db'}", sweep_id, total)
 
 
 def store_records_per_index(url: str, sweep_id: str) -> dict[int, int]:

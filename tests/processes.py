@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,12 +72,14 @@ class Procs:
         self.logs = logs
         self.started: list[Proc] = []
 
-    def start(self, home: Path, *args: str, **env: str) -> Proc:
+    def start(self, home: Path, *args: str, prefix: Sequence[str] = (), **env: str) -> Proc:
+        """``ttg ARGS``; ``prefix`` runs it through another command (tests/netns.py:
+        ``Host.command([])`` runs it on a host of a multi-host test)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         n = len(self.started)
         out, err = self.logs / f"{n}.out", self.logs / f"{n}.err"
         with out.open("wb") as fo, err.open("wb") as fe:
-            popen = subprocess.Popen([sys.executable, "-m", "ttg", *args], cwd=ROOT,
+            popen = subprocess.Popen([*prefix, sys.executable, "-m", "ttg", *args], cwd=ROOT,
                                      env=cli_env(home, **env), stdout=fo, stderr=fe,
                                      start_new_session=True)
         proc = Proc(popen, out, err, args)
@@ -184,3 +186,22 @@ def submit(home: Path, *args: str, **env: str) -> str:
     from tests.conftest import sweep_id_from, ttg
 
     return sweep_id_from(ttg(home, "submit", *args, check=True, **env).stdout)
+
+
+def sweep_in(home: Path) -> str | None:
+    """The id of the one sweep in ``home``'s embedded store, read-only (None while
+    the store or the sweep is still being created)."""
+    import sqlite3
+
+    path = home / "results.db"
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT id FROM sweeps").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return None
+    return str(rows[0][0]) if len(rows) == 1 else None

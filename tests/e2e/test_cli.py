@@ -16,7 +16,7 @@ import pytest
 
 import ttg as ttg_api
 from tests.conftest import assert_exactly_once, records_per_index, sweep_id_from, ttg
-from tests.processes import Procs, columns_of, executions, table_rows, wait_until
+from tests.processes import Procs, columns_of, executions, sweep_in, table_rows, wait_until
 
 TAIL = ["status", "error", "duration", "worker", "attempt"]
 
@@ -402,7 +402,7 @@ def test_cancel_a_running_sweep_then_resume(home: Path, tmp_path: Path, procs: P
     env = {"TTG_TEST_COUNTER": str(counter), "TTG_LEASE_SECONDS": "2"}
     args = ("run", "tests.funcs:counted_slow", "--range", "120", "--chunk-size", "5", "--workers", "2")
     run = procs.start(home, *args, **env)
-    sweep = wait_until(lambda: _sweep_of(home), 10, "the sweep to be registered")
+    sweep = wait_until(lambda: sweep_in(home), 10, "the sweep to be registered")
     wait_until(lambda: len(records_per_index(home, sweep)) >= 20, 20, "20 committed points")
     cancel = ttg(home, "cancel", sweep)
     assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stderr
@@ -424,22 +424,6 @@ def test_cancel_a_running_sweep_then_resume(home: Path, tmp_path: Path, procs: P
     assert_exactly_once(home, sweep, 120)
     runs = executions(counter)
     assert all(runs[i] == 1 for i in done), "a point committed before the cancel ran again"
-
-
-def _sweep_of(home: Path) -> str | None:
-    if not (home / "results.db").exists():
-        return None
-    try:
-        import sqlite3
-
-        conn = sqlite3.connect(f"file:{home / 'results.db'}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT id FROM sweeps").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return None
-    return str(row[0]) if row else None
 
 
 # -- Python API --------------------------------------------------------------------------------

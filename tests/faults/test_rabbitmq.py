@@ -20,7 +20,7 @@ import pika
 import pytest
 
 from tests.conftest import assert_exactly_once_in, rabbit_vhost, sweep_id_from, ttg
-from tests.processes import Proc, Procs, children, executions, submit, wait_until
+from tests.processes import Proc, Procs, children, executions, submit, sweep_in, wait_until
 from ttg import settings as settings_mod
 from ttg.brokers import open_broker
 from ttg.chunking import Chunk
@@ -382,7 +382,7 @@ def test_run_killed_and_run_again_recomputes_nothing_committed(home: Path, tmp_p
     args = ("run", "tests.funcs:counted", "--range", str(total), "--chunk-size", "50", "--workers", "2",
             "--broker", vhost.url, "--store", store_url(home))
     first = procs.start(home, *args, TTG_TEST_COUNTER=str(counter))
-    sweep = wait_until(lambda: _only_sweep(home), 20, "the sweep in the store")
+    sweep = wait_until(lambda: sweep_in(home), 20, "the sweep in the store")
     assert sweep is not None
     reach(home, sweep, total * 0.5, [first])
     first.kill_group()
@@ -455,19 +455,3 @@ def test_chunks_longer_than_the_consumer_timeout(home: Path, tmp_path: Path, pro
     assert executions(counter) == dict.fromkeys(range(120, 240), 1)
 
 
-def _only_sweep(home: Path) -> str | None:
-    """The id of the one sweep in the SQLite store, read-only (None while it is being created)."""
-    import sqlite3
-
-    path = home / "results.db"
-    if not path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = conn.execute("SELECT id FROM sweeps").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return None
-    return str(rows[0][0]) if len(rows) == 1 else None

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ttg
+from tests.conftest import assert_exactly_once_in, ttg
 from tests.processes import Proc, Procs, children, executions, submit, wait_until
 from ttg import settings as settings_mod
 from ttg.brokers import DeadLetter, open_broker
@@ -49,28 +49,6 @@ def admin(server: PrivateRedis) -> Iterator[redis.Redis]:
     r = redis.Redis(port=server.port)
     yield r
     r.close()
-
-
-def store_counts(url: str, sweep_id: str) -> dict[int, int]:
-    """How many committed records each index has in the store at ``url``."""
-    s = open_store(settings_mod.load(environ={}), url)
-    counts: dict[int, int] = {}
-    try:
-        for rec in s.chunks(sweep_id):
-            for i in range(rec.start, rec.stop):
-                counts[i] = counts.get(i, 0) + 1
-    finally:
-        s.close()
-    return counts
-
-
-def assert_exactly_once_at(url: str, sweep_id: str, total: int) -> None:
-    counts = store_counts(url, sweep_id)
-    missing = [i for i in range(total) if i not in counts]
-    twice = {i: c for i, c in counts.items() if c != 1}
-    assert not missing, f"{len(missing)} indices have no record, e.g. {missing[:10]}"
-    assert not twice, f"indices with more than one record: {dict(list(twice.items())[:10])}"
-    assert len(counts) == total, f"{len(counts)} indexed records for {total} points"
 
 
 def done(url: str, sweep_id: str) -> int:
@@ -171,7 +149,7 @@ def test_sigkill_a_whole_worker_chunks_taken_over_within_a_lease(home: Path, pro
           f"sweep complete {finished:.2f} s after the kill (lease {LEASE:g} s)")
     assert takeover <= TAKEOVER_BOUND, f"re-leased only after {takeover:.2f} s"
 
-    assert_exactly_once_at(server.url, sweep, total)
+    assert_exactly_once_in(server.url, sweep, total)
     s = open_store(settings_mod.load(environ={}), server.url)
     try:
         attempts = {(r.start, r.stop): r.attempt for r in s.chunks(sweep)}
@@ -210,7 +188,7 @@ def test_server_restart_mid_sweep(home: Path, procs: Procs, server: PrivateRedis
     assert extra.wait(30) == 0, extra.stderr
     print(f"\nserver down for {outage:.2f} s at {before}/{total}; run and worker finished on their own")
     assert f"sweep {sweep}: complete, {total}/{total} points" in run.stdout, run.stdout
-    assert_exactly_once_at(url, sweep, total)
+    assert_exactly_once_in(url, sweep, total)
     assert "Traceback" not in run.stderr + extra.stderr
 
 
@@ -236,7 +214,7 @@ def test_server_down_and_everything_killed_same_command_completes(home: Path, tm
     again = ttg(home, *args, timeout=60, **env)
     assert again.returncode == 0, again.stderr
     assert f"sweep {sweep}: complete, {total}/{total} points" in again.stdout
-    assert_exactly_once_at(url, sweep, total)
+    assert_exactly_once_in(url, sweep, total)
     runs = executions(counter)
     assert set(runs) == set(range(total))
     twice = sorted(i for i, n in runs.items() if n > 1)
@@ -261,7 +239,7 @@ def test_client_kill_mid_sweep(home: Path, procs: Procs, server: PrivateRedis, a
     wait_all(workers, 60)
     print(f"\nCLIENT KILL closed {kills} connections")
     assert all(k >= 2 for k in kills), kills  # each kill hit the workers (3 children, 2 clients each)
-    assert_exactly_once_at(url, sweep, total)
+    assert_exactly_once_in(url, sweep, total)
 
 
 # -- 4. wrong password, no password, no server ----------------------------------------------
@@ -331,8 +309,8 @@ def test_forged_and_replayed_messages_are_dead_lettered(home: Path, tmp_path: Pa
 
     # nothing forged ran: each legitimate index ran once, and nothing else did
     assert executions(counter) == dict.fromkeys([*range(100), *range(1000, 1050)], 1)
-    assert_exactly_once_at(url, a, 100)
-    assert_exactly_once_at(url, b, 50)
+    assert_exactly_once_in(url, a, 100)
+    assert_exactly_once_in(url, b, 50)
     dead = {s: {(d.chunk.start, d.chunk.stop): d.reason for d in _dead(url, s)} for s in (a, b)}
     for sweep, chunk, _, reason in forged:
         assert reason in dead[sweep].pop((chunk.start, chunk.stop)), dead
@@ -358,7 +336,7 @@ def test_signing_is_checked_only_by_workers_that_have_the_secret(home: Path, tmp
     plain = start_workers(procs, home, url, [1], TTG_TEST_COUNTER=str(counter))
     wait_all(plain, 30)
     assert executions(counter) == dict.fromkeys(range(60), 1)
-    assert_exactly_once_at(url, sweep, 60)
+    assert_exactly_once_in(url, sweep, 60)
 
 
 # -- 6. the embedded SQLite store with a networked broker ---------------------------------------
@@ -382,7 +360,7 @@ def test_worker_does_not_create_an_sqlite_store_beside_a_redis_broker(home: Path
                    "--broker", server.url, "--store", store)
     workers = start_workers(procs, home, server.url, [2], "--store", store)
     wait_all(workers, 30)
-    assert_exactly_once_at(store, sweep, 200)
+    assert_exactly_once_in(store, sweep, 200)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -447,6 +425,6 @@ def test_broker_that_lost_everything_is_refilled_by_the_running_client(home: Pat
         assert run.wait(90) == 0, run.stderr
         assert f"sweep {sweep}: complete, {total}/{total} points" in run.stdout, run.stdout
         assert "queueing them again" in run.stderr
-        assert_exactly_once_at(store, sweep, total)
+        assert_exactly_once_in(store, sweep, total)
     finally:
         volatile.kill()

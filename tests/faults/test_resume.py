@@ -8,24 +8,7 @@ import signal
 from pathlib import Path
 
 from tests.conftest import assert_exactly_once, records_per_index
-from tests.processes import Procs, alive, children, executions, wait_until
-
-
-def _sweep(home: Path) -> str | None:
-    import sqlite3
-
-    path = home / "results.db"
-    if not path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT id FROM sweeps").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return None
-    return str(row[0]) if row else None
+from tests.processes import Procs, alive, children, executions, sweep_in, wait_until
 
 
 def test_run_killed_at_half_then_rerun(home: Path, tmp_path: Path, procs: Procs) -> None:
@@ -34,7 +17,7 @@ def test_run_killed_at_half_then_rerun(home: Path, tmp_path: Path, procs: Procs)
     env = {"TTG_TEST_COUNTER": str(counter), "TTG_LEASE_SECONDS": "2"}
     args = ("run", "tests.funcs:counted", "--range", str(total), "--chunk-size", "50", "--workers", "2")
     first = procs.start(home, *args, **env)
-    sweep = wait_until(lambda: _sweep(home), 10, "the sweep in the store")
+    sweep = wait_until(lambda: sweep_in(home), 10, "the sweep in the store")
     wait_until(lambda: len(records_per_index(home, sweep)) >= total // 2, 30, "half of the sweep")
     kids = children(first.pid)
     assert len(kids) == 2
@@ -65,7 +48,7 @@ def test_ctrl_c_stops_cleanly_then_rerun(home: Path, tmp_path: Path, procs: Proc
     env = {"TTG_TEST_COUNTER": str(counter)}
     args = ("run", "tests.funcs:counted_slow", "--range", str(total), "--chunk-size", "5", "--workers", "2")
     first = procs.start(home, *args, **env)
-    sweep = wait_until(lambda: _sweep(home), 10, "the sweep in the store")
+    sweep = wait_until(lambda: sweep_in(home), 10, "the sweep in the store")
     wait_until(lambda: len(records_per_index(home, sweep)) >= 20, 30, "20 committed points")
     kids = children(first.pid)
     assert len(kids) == 2

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import assert_exactly_once, records_per_index, ttg
-from tests.processes import Procs, alive, children, executions, submit, table_rows, wait_until
+from tests.processes import Procs, alive, children, executions, submit, sweep_in, table_rows, wait_until
 
 
 def attempts(home: Path, sweep: str, tmp_path: Path) -> dict[int, int]:
@@ -24,7 +24,7 @@ def test_sigkill_one_of_three_children(home: Path, tmp_path: Path, procs: Procs)
     run = procs.start(home, "run", "tests.funcs:slow", "--range", str(total), "--chunk-size", "10",
                       "--workers", "3")
     kids = wait_until(lambda: len(children(run.pid)) == 3 and children(run.pid), 10, "three worker children")
-    sweep = wait_until(lambda: _only_sweep(home), 10, "the sweep in the store")
+    sweep = wait_until(lambda: sweep_in(home), 10, "the sweep in the store")
     wait_until(lambda: len(records_per_index(home, sweep)) >= total * 0.3, 30, "30% of the sweep")
     victim = kids[1]
     os.kill(victim, signal.SIGKILL)
@@ -94,18 +94,3 @@ def test_sigterm_releases_a_long_chunk_without_counting_an_attempt(home: Path, t
     assert attempts(home, sweep, tmp_path) == dict.fromkeys(range(80), 1)
 
 
-def _only_sweep(home: Path) -> str | None:
-    import sqlite3
-
-    path = home / "results.db"
-    if not path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT id FROM sweeps").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
-        return None
-    return str(row[0]) if row else None
