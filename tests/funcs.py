@@ -130,3 +130,11 @@ def exit_on_13_unless_fixed(x: int) -> int:
     if x == 13 and os.environ.get("TTG_TEST_FIXED") != "1":
         os._exit(1)
     return x
+
+
+def counted_20ms(x: int) -> int:
+    """Sleeps 20 ms; records each execution when TTG_TEST_COUNTER is set (multi-host tests:
+    one counter file per host)."""
+    _count(x)
+    time.sleep(0.02)
+    return x

@@ -21,6 +21,7 @@ from .cliopts import common as _common
 from .cliopts import settings_from as _settings
 from .codec import Codec
 from .errors import ConfigError, SpecError, TtgError
+from .settings import Settings
 from .space import Space, load_spec_file, space_from_spec
 from .spaceflags import grid_axis, parse_range, random_param
 from .stores import open_store
@@ -91,11 +92,19 @@ def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
 
 @cli.command()
 @_sweep_options
+@click.option("--no-queue", is_flag=True,
+              help="Only register the sweep in the store (for `ttg worker --shard`); no broker.")
 @_common
-def submit(**kw: Any) -> None:
+def submit(no_queue: bool, **kw: Any) -> None:
     """Queue a sweep for workers started with `ttg worker`."""
     s = _settings(kw)
     sweep, space = _make_sweep(kw)
+    if no_queue:
+        with open_store(s) as store:
+            store.register(sweep)
+        click.echo(f"registered {sweep.id}: {sweep.total} points")
+        click.echo(sweep.id)
+        return
     with open_broker(s) as broker, open_store(s) as store:
         sub = client.submit(sweep, space, broker, store, Codec(s.secret))
     click.echo(f"submitted {sweep.id}: {sweep.total} points, {sub.queued} chunks queued"
@@ -117,20 +126,29 @@ def submit(**kw: Any) -> None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (/metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address for --metrics-port (0.0.0.0 in a pod, for Prometheus to reach it).")
+@click.option("--shard", metavar="I/N|auto/N",
+              help="No broker: compute slice I of N of --sweep into the store, then exit (auto: I "
+                   "from JOB_COMPLETION_INDEX) [TTG_SHARD].")
 @_common
 def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, burst: bool,
            max_chunks_per_child: int | None, max_memory_per_child: float | None,
            grace: float | None, lease_seconds: float | None, metrics_port: int | None,
-           metrics_host: str, **kw: Any) -> None:
+           metrics_host: str, shard: str | None, **kw: Any) -> None:
     """Run a supervisor and its child processes, computing chunks from the broker."""
     s = _settings(kw, workers=workers, allow=allow or None, grace_seconds=grace,
-                  lease_seconds=lease_seconds)
+                  lease_seconds=lease_seconds, shard=shard)
     if not s.allow:
         raise ConfigError("this worker may run nothing; give --allow MODULE (or TTG_ALLOW) for the "
                           "functions it should run.")
     options = ChildOptions(worker_id="", allow=funcref.AllowList(s.allow), sweep_id=sweep_id,
                            burst=burst, max_chunks=max_chunks_per_child,
                            max_memory_mb=max_memory_per_child)
+    if s.shard:
+        if metrics_port is not None or burst:
+            raise ConfigError("--shard does not take --metrics-port or --burst (a shard exits when "
+                              "its slice is done); watch its progress with `ttg exporter`.")
+        _run_shard(s, sweep_id, options)
+        return
     # a networked broker's worker may be on another machine: never create an SQLite store there
     with open_broker(s) as broker, open_store(s, create=s.broker_url.startswith("local://")):
         if metrics_port is None:
@@ -263,6 +281,20 @@ def cancel(name: str, **kw: Any) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _run_shard(s: Settings, sweep_id: str | None, options: ChildOptions) -> None:
+    from . import shard as shard_mod
+
+    if not sweep_id:
+        raise ConfigError("--shard needs --sweep ID: register the sweep first with "
+                          "`ttg submit ... --no-queue` (or `--name ID`).")
+    part = shard_mod.parse(s.shard)
+    out = shard_mod.run(s, sweep_id, part, options)
+    click.echo(f"shard {part.index}/{part.count} of {sweep_id}: indices [{out.start}, {out.stop}), "
+               f"{out.already_done} already done, " + ("complete" if out.complete else "NOT complete"))
+    if not out.complete:
+        sys.exit(1)
 
 
 def _make_sweep(kw: dict[str, Any]) -> tuple[Sweep, Space]:

@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "TTG_LOG_LEVEL": "log_level",
     "TTG_LOG_FORMAT": "log_format",
     "TTG_DASHBOARD_TOKEN": "dashboard_token",
+    "TTG_SHARD": "shard",
 }
 
 
@@ -57,6 +58,8 @@ class Settings:
     log_format: str = "human"
     #: The token ``ttg dashboard`` requires off loopback; empty: a random one.
     dashboard_token: str = ""
+    #: ``ttg worker --shard``: "I/N" or "auto/N" (I from JOB_COMPLETION_INDEX); "": off.
+    shard: str = ""
     #: How long an idle child waits between polls of an empty queue.
     poll_seconds: float = 0.05
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -103,6 +106,9 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
         values["home"] = Path(values["home"])
     if "allow" in values:
         values["allow"] = tuple(values["allow"])
+    if str(values.get("shard", "")).startswith("auto/") and env.get("JOB_COMPLETION_INDEX"):
+        # the pod's index in a Kubernetes Indexed Job
+        values["shard"] = env["JOB_COMPLETION_INDEX"] + values["shard"].removeprefix("auto")
     return _validated(Settings(**values))
 
 

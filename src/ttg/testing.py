@@ -25,14 +25,19 @@ class PrivateRedis:
 
     ``start()`` waits until it answers; ``stop()`` shuts it down (SIGTERM: with
     ``appendonly yes`` its data survives a later ``start()``); ``kill()`` is SIGKILL.
+    ``bind`` adds addresses to listen on besides loopback (e.g. the host end of a
+    test's veth pairs), with protected mode off so clients there may connect
+    without a password; ``url`` stays the loopback one.
     """
 
-    def __init__(self, directory: Path, *extra: str, port: int | None = None) -> None:
+    def __init__(self, directory: Path, *extra: str, port: int | None = None,
+                 bind: Sequence[str] = ()) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed; run scripts/services")
         self.directory = directory
         self.port = port or free_port()
         self.extra: Sequence[str] = extra
+        self.bind: Sequence[str] = tuple(bind)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,8 +46,10 @@ class PrivateRedis:
 
     def start(self, timeout: float = 10.0) -> PrivateRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--save", "", "--logfile", str(self.directory / "redis.log"), *self.extra]
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", *self.bind,
+                *(("--protected-mode", "no") if self.bind else ()),
+                "--dir", str(self.directory), "--save", "", "--logfile", str(self.directory / "redis.log"),
+                *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

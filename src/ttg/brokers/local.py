@@ -16,10 +16,11 @@ A lease is one ``BEGIN IMMEDIATE`` transaction: pick the oldest expired lease
 fresh token and deadline.
 
 Every worker of this broker runs on this machine, so a lease whose owner
-process is gone (``owner`` ends in its pid) need not wait for its deadline:
-when nothing is ready, an idle worker checks, at most once a second, and
-expires such leases at once. That is what a networked broker does when it
-sees a connection close.
+is gone need not wait for its deadline: ``owner`` is ``host-supervisor
+pid-child pid``, and when both processes have exited (a supervisor that lives
+releases its dead children's chunks itself, with the reason) an idle worker
+expires the lease at once, checking at most once a second. That is what a
+networked broker does when it sees a connection close.
 """
 
 from __future__ import annotations
@@ -217,17 +218,22 @@ class LocalBroker(Broker):
 
 
 def _gone(owner: str, host: str) -> bool:
-    """True when ``owner`` ("host-pid") names a process of ``host`` that has exited."""
-    owner_host, _, pid = owner.rpartition("-")
-    if owner_host != host or not pid.isdigit():
+    """True when ``owner`` ("host-supervisor pid-child pid") names processes of
+    ``host`` that have both exited."""
+    parts = owner.rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != host or not (parts[1].isdigit() and parts[2].isdigit()):
         return False
+    return not (_alive(int(parts[1])) or _alive(int(parts[2])))
+
+
+def _alive(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's
         return False
-    return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def _rowid(lease: Lease) -> int:

@@ -77,7 +77,9 @@ from .base import Broker, DeadLetter, Lease, QueueStats, poll
 log = logging.getLogger(__name__)
 
 DELIVERY_LIMIT = 50
-_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
+# pika also raises ValueError ("Timeout closed before call") from a connection that
+# died under it; all of these mean "the connection is gone"
+_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError, ValueError)
 
 
 class RabbitBroker(Broker):
@@ -91,7 +93,8 @@ class RabbitBroker(Broker):
         self.poll_seconds = poll_seconds
         self.url, self.management = _split_url(url)
         self._params = pika.URLParameters(self.url)
-        self._params.heartbeat = 20
+        if "heartbeat" not in parse_qs(urlsplit(self.url).query):  # the URL's ?heartbeat=S wins
+            self._params.heartbeat = 20
         self._params.blocked_connection_timeout = 60
         self._params.connection_attempts = 1
         self._conn: Any = None
@@ -268,7 +271,10 @@ class RabbitBroker(Broker):
         except _AMQP_ERRORS as exc:
             log.warning("RabbitMQ connection lost (%r); reconnecting", exc)
             self._close_quietly()
-            self._connect()
+            try:
+                self._connect()
+            except BrokerUnavailable as again:  # the next tick tries again; never crash the supervisor
+                log.error("%s", again)
             return
         if not self._ch.is_open:  # e.g. a consumer timeout: notice it now, not at the next call
             self._channel_lost(None)

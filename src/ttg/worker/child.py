@@ -119,7 +119,7 @@ class ChildLoop:
                 return "stop"
             lease = self.broker.lease(o.worker_id, timeout=o.poll_seconds, sweep_id=o.sweep_id)
             if lease is None:
-                if o.burst and self.broker.stats(o.sweep_id).active == 0:
+                if o.burst and self._drained():
                     return "drained"
                 continue
             self.events.chunk_leased(lease)
@@ -130,6 +130,17 @@ class ChildLoop:
                 return "recycle"
             if o.max_memory_mb and _rss_mb() > o.max_memory_mb:
                 return "recycle"
+
+    def _drained(self) -> bool:
+        """Nothing left for a burst worker: nothing queued or leased. A broker that
+        cannot see other workers' leases (RabbitMQ) cannot tell whether a chunk
+        held elsewhere may still come back, so with ``--sweep`` the store decides."""
+        o = self.options
+        if self.broker.stats(o.sweep_id).active:
+            return False
+        if self.broker.exact_leased or o.sweep_id is None:
+            return True
+        return self.store.progress(o.sweep_id).complete or self.store.state(o.sweep_id) == "cancelled"
 
     def handle(self, lease: Lease) -> str:
         """Handle one leased chunk: its results end committed (or it ends split,

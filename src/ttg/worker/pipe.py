@@ -74,7 +74,12 @@ class ChildPipe:
 
 
 class ProxyBroker(Broker):
-    """The supervisor's broker, seen from a child."""
+    """The supervisor's broker, seen from a child (only brokers that hold leases in
+    a connection are proxied; today that is RabbitMQ, whose traits it carries)."""
+
+    holds_leases = True
+    dedupes = False
+    exact_leased = False
 
     def __init__(self, pipe: ChildPipe, lease_seconds: float) -> None:
         super().__init__(lease_seconds)
@@ -117,7 +122,9 @@ def child_main(conn: Connection, beacon: memoryview, settings: Settings, options
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    options = replace(options, worker_id=f"{options.worker_id or socket.gethostname()}-{os.getpid()}")
+    # host-supervisor-child: the embedded broker reads the pids to expire a dead worker's leases
+    host = options.worker_id or socket.gethostname()
+    options = replace(options, worker_id=f"{host}-{parent}-{os.getpid()}")
     codec = Codec(settings.secret)
     pipe = ChildPipe(conn)
     reason = "error"
