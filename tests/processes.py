@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.conftest import ROOT, cli_env
+from ttg import settings as settings_mod
+from ttg.stores import open_store
 
 T = TypeVar("T")
 
@@ -205,3 +207,28 @@ def sweep_in(home: Path) -> str | None:
     except sqlite3.OperationalError:
         return None
     return str(rows[0][0]) if len(rows) == 1 else None
+
+
+def done_in(url: str, sweep_id: str) -> int:
+    """Points of the sweep with a record in the store at ``url``."""
+    s = open_store(settings_mod.load(environ={}), url)
+    try:
+        return s.progress(sweep_id).done
+    finally:
+        s.close()
+
+
+def reach(url: str, sweep_id: str, points: float, running: list[Proc], timeout: float = 30) -> None:
+    """Wait until ``points`` points of the sweep are done; fail with the output of
+    ``running`` if they all exit first or it takes longer than ``timeout``."""
+    def check() -> bool:
+        return done_in(url, sweep_id) >= points or all(p.popen.poll() is not None for p in running)
+
+    try:
+        wait_until(check, timeout, f"{points:g} points of {sweep_id}", every=0.01)
+        reached = done_in(url, sweep_id) >= points
+    except AssertionError:
+        reached = False
+    if not reached:
+        logs = "\n".join(f"{' '.join(p.args)}: exit {p.popen.poll()}\n{p.stderr[-3000:]}" for p in running)
+        raise AssertionError(f"{sweep_id} did not reach {points:g} points within {timeout} s:\n{logs}")

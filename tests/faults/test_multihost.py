@@ -30,7 +30,7 @@ import pytest
 
 from tests.conftest import assert_exactly_once_in, rabbit_vhost
 from tests.netns import Host, Network
-from tests.processes import Proc, Procs, executions, submit, wait_until
+from tests.processes import Proc, Procs, done_in, executions, reach, submit, wait_until
 from ttg import settings as settings_mod
 from ttg.records import ChunkRecords
 from ttg.stores import open_store
@@ -127,26 +127,6 @@ def records(url: str, sweep_id: str) -> dict[int, ChunkRecords]:
         s.close()
 
 
-def done(url: str, sweep_id: str) -> int:
-    s = open_store(settings_mod.load(environ={}), url)
-    try:
-        return s.progress(sweep_id).done
-    finally:
-        s.close()
-
-
-def reach(url: str, sweep_id: str, points: float, running: list[Proc], timeout: float = 30) -> None:
-    def check() -> bool:
-        if done(url, sweep_id) >= points:
-            return True
-        if all(p.popen.poll() is not None for p in running):
-            raise AssertionError("every worker exited before the sweep got going:\n"
-                                 + "\n".join(f"{p.args}: {p.popen.returncode}\n{p.stderr}" for p in running))
-        return False
-
-    wait_until(check, timeout, f"{points:g} points of {sweep_id}", every=0.01)
-
-
 def on(host: Host, rec: ChunkRecords) -> bool:
     return rec.worker.startswith(f"{host.label}-")
 
@@ -169,7 +149,7 @@ def test_kill_every_process_of_one_host(cluster: Cluster, home: Path, tmp_path: 
     reach(c.store, sweep, total * 0.3, list(workers.values()))
 
     victim = c.net.hosts[1]
-    at = done(c.store, sweep)
+    at = done_in(c.store, sweep)
     killed = victim.kill_all()
     killed_at = time.monotonic()
     assert len(killed) >= 1 + CHILDREN, killed  # the supervisor and its children
@@ -218,7 +198,7 @@ def test_cut_one_host_longer_than_the_lease(cluster: Cluster, home: Path, tmp_pa
     reach(c.store, sweep, total * 0.3, list(workers.values()))
 
     victim = c.net.hosts[0]
-    at = done(c.store, sweep)
+    at = done_in(c.store, sweep)
     victim.cut()
     cut_at = time.monotonic()
     in_flight: set[int] = set()
@@ -236,7 +216,7 @@ def test_cut_one_host_longer_than_the_lease(cluster: Cluster, home: Path, tmp_pa
         takeover = time.monotonic() - cut_at
         time.sleep(max(0.0, cut_at + LEASE + 1.0 - time.monotonic()))  # longer than the lease, whatever
         snapshot = records(c.store, sweep)
-        assert done(c.store, sweep) < total * 0.85, "too little work left to see the host come back"
+        assert done_in(c.store, sweep) < total * 0.85, "too little work left to see the host come back"
     finally:
         victim.restore()
     cut_for = time.monotonic() - cut_at

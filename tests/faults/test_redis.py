@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.conftest import assert_exactly_once_in, ttg
-from tests.processes import Proc, Procs, children, executions, submit, wait_until
+from tests.processes import Proc, Procs, children, done_in, executions, reach, submit, wait_until
 from ttg import settings as settings_mod
 from ttg.brokers import DeadLetter, open_broker
 from ttg.chunking import Chunk
@@ -49,30 +49,6 @@ def admin(server: PrivateRedis) -> Iterator[redis.Redis]:
     r = redis.Redis(port=server.port)
     yield r
     r.close()
-
-
-def done(url: str, sweep_id: str) -> int:
-    s = open_store(settings_mod.load(environ={}), url)
-    try:
-        return s.progress(sweep_id).done
-    finally:
-        s.close()
-
-
-def reach(url: str, sweep_id: str, points: float, running: list[Proc], timeout: float = 30) -> None:
-    """Wait until ``points`` points of the sweep are done; fail with the output of
-    ``running`` if they all exit first or it takes longer than ``timeout``."""
-    def check() -> bool:
-        return done(url, sweep_id) >= points or all(p.popen.poll() is not None for p in running)
-
-    try:
-        wait_until(check, timeout, f"{points:g} points of {sweep_id}", every=0.01)
-        reached = done(url, sweep_id) >= points
-    except AssertionError:
-        reached = False
-    if not reached:
-        logs = "\n".join(f"{' '.join(p.args)}: exit {p.popen.poll()}\n{p.stderr[-3000:]}" for p in running)
-        raise AssertionError(f"{sweep_id} did not reach {points:g} points within {timeout} s:\n{logs}")
 
 
 def start_workers(procs: Procs, home: Path, url: str, sizes: list[int], *extra: str,
@@ -176,13 +152,13 @@ def test_server_restart_mid_sweep(home: Path, procs: Procs, server: PrivateRedis
     (extra,) = start_workers(procs, home, url, [1])
     reach(url, sweep, total * 0.3, [run, extra])
 
-    before = done(url, sweep)
+    before = done_in(url, sweep)
     down = time.monotonic()
     server.stop()
     time.sleep(0.8)
     server.start()
     outage = time.monotonic() - down
-    assert done(url, sweep) >= before  # nothing committed was lost
+    assert done_in(url, sweep) >= before  # nothing committed was lost
 
     assert run.wait(60) == 0, run.stderr
     assert extra.wait(30) == 0, extra.stderr
@@ -209,7 +185,7 @@ def test_server_down_and_everything_killed_same_command_completes(home: Path, tm
     server.stop()
     run.kill_group()
     server.start()
-    assert done(url, sweep) < total
+    assert done_in(url, sweep) < total
 
     again = ttg(home, *args, timeout=60, **env)
     assert again.returncode == 0, again.stderr
@@ -235,7 +211,7 @@ def test_client_kill_mid_sweep(home: Path, procs: Procs, server: PrivateRedis, a
     for _ in range(5):
         kills.append(int(admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")))
         time.sleep(0.3)
-    assert done(url, sweep) < total, "the sweep ended before the last kill; make it longer"
+    assert done_in(url, sweep) < total, "the sweep ended before the last kill; make it longer"
     wait_all(workers, 60)
     print(f"\nCLIENT KILL closed {kills} connections")
     assert all(k >= 2 for k in kills), kills  # each kill hit the workers (3 children, 2 clients each)
