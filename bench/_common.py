@@ -150,19 +150,56 @@ def fresh_home() -> Iterator[Path]:
 
 
 @contextmanager
-def ttg_worker(home: Path, workers: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``ttg worker`` on ``home`` in the background (not --burst: a burst worker
-    exits as soon as the queue is empty, i.e. between the warm-up and the
-    measured sweep); stopped with SIGTERM afterwards."""
+def _home_target() -> Iterator[Target]:
+    with fresh_home() as home:
+        yield Target(home)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a measurement's sweeps go: a TTG home and, for a networked backend,
+    broker and store URLs (empty: the embedded SQLite files under the home)."""
+
+    home: Path
+    broker: str = ""
+    store: str = ""
+
+    def settings(self, **overrides: Any) -> Any:
+        from ttg.settings import Settings
+
+        return Settings(home=self.home, broker=self.broker, store=self.store, **overrides)
+
+    def cli(self) -> list[str]:
+        """The command-line options that point a `ttg` command here."""
+        out = ["--home", str(self.home)]
+        out += ["--broker", self.broker] if self.broker else []
+        out += ["--store", self.store] if self.store else []
+        return out
+
+    def api(self) -> dict[str, Any]:
+        """The keyword arguments that point ttg.submit() here."""
+        return {"home": self.home, "broker": self.broker or None, "store": self.store or None}
+
+
+@contextmanager
+def ttg_worker(home: Path, workers: int, *, target: Target | None = None, extra: tuple[str, ...] = (),
+               session: bool = False,
+               stderr_name: str = "worker.stderr") -> Iterator[subprocess.Popen[bytes]]:
+    """``ttg worker`` on ``home`` (or on ``target``'s backend) in the background (not
+    --burst: a burst worker exits as soon as the queue is empty, i.e. between the
+    warm-up and the measured sweep); stopped with SIGTERM afterwards. ``session``:
+    in a process group of its own, so that it can be stopped or killed whole."""
     home.mkdir(parents=True, exist_ok=True)
-    errlog = open(home / "worker.stderr", "w+b")
+    errlog = open(home / stderr_name, "w+b")
+    where = target.cli() if target is not None else ["--home", str(home)]
     proc = subprocess.Popen([TTG, "worker", "--workers", str(workers), "--allow", str(WORKLOADS),
-                             "--home", str(home), "--grace", "5"],
-                            stdout=subprocess.DEVNULL, stderr=errlog)
+                             *where, "--grace", "5", *extra],
+                            stdout=subprocess.DEVNULL, stderr=errlog, start_new_session=session)
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -177,8 +214,10 @@ def ttg_worker(home: Path, workers: int) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def wait_complete(home: Path, sweep_id: str, total: int, *, every: float = 0.01,
-                  timeout: float = 600.0, worker: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll the store until the sweep is complete and check every point is ok.
+                  timeout: float = 600.0, worker: subprocess.Popen[bytes] | None = None,
+                  target: Target | None = None) -> None:
+    """Poll the store (of ``home``, or of ``target``) until the sweep is complete and
+    check every point is ok.
 
     One store connection, opened once: ttg.results(...).progress() would open
     (and write-lock, to apply the schema) the SQLite file on every call.
@@ -186,7 +225,7 @@ def wait_complete(home: Path, sweep_id: str, total: int, *, every: float = 0.01,
     from ttg.settings import Settings
     from ttg.stores import open_store
 
-    with open_store(Settings(home=home)) as store:
+    with open_store(target.settings() if target is not None else Settings(home=home)) as store:
         end = time.monotonic() + timeout
         while True:
             p = store.progress(sweep_id)
@@ -255,22 +294,25 @@ class Measured:
     split: str = ""
 
 
-def ttg_throughput(fn: str, total: int, chunk: int, workers: int) -> Measured:
+def ttg_throughput(fn: str, total: int, chunk: int, workers: int, *,
+                   namespace: Callable[[], Any] | None = None) -> Measured:
     """From submitting a sweep to its last commit, with `ttg worker` already running
-    (its children warmed up on a small sweep first)."""
+    (its children warmed up on a small sweep first). ``namespace``: a context
+    manager factory yielding a fresh Target (default: a fresh embedded home)."""
     import ttg
 
-    with fresh_home() as home, ttg_worker(home, workers) as proc:
-        ttg.submit(ref(fn), workers * 4, chunk_size=1, name="warmup", home=home)
-        wait_complete(home, "warmup", workers * 4, every=0.02, timeout=60, worker=proc)
+    fresh = namespace or (lambda: _home_target())
+    with fresh() as target, ttg_worker(target.home, workers, target=target) as proc:
+        ttg.submit(ref(fn), workers * 4, chunk_size=1, name="warmup", **target.api())
+        wait_complete(target.home, "warmup", workers * 4, every=0.02, timeout=60, worker=proc, target=target)
         time.sleep(0.2)
         pids = _tree(proc.pid)
         if len(pids) != workers + 1:
             raise RuntimeError(f"expected a supervisor and {workers} children, found processes {pids}")
         each0, self0 = [_proc_cpu(p) for p in pids], time.process_time()
         t0 = time.perf_counter()
-        ttg.submit(ref(fn), total, chunk_size=chunk, name="measured", home=home)
-        wait_complete(home, "measured", total, worker=proc)
+        ttg.submit(ref(fn), total, chunk_size=chunk, name="measured", **target.api())
+        wait_complete(target.home, "measured", total, worker=proc, target=target)
         seconds = time.perf_counter() - t0
         each = [_proc_cpu(p) - c for p, c in zip(pids, each0, strict=True)]
         own = time.process_time() - self0

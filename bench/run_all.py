@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run_all.py            # each script's default repetitions
     .venv/bin/python bench/run_all.py --reps 1   # a quick look (not for the record)
+    .venv/bin/python bench/run_all.py backends.py chunk_cost.py w4_kill.py   # backends (needs servers)
 
 Each benchmark runs as its own process; its log (per-repetition figures) goes
 to stderr as it runs, its table to stdout, and the rows are collected here.
