@@ -24,7 +24,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 BENCH = Path(__file__).resolve().parent
 WORKLOADS = BENCH / "workloads.py"
@@ -106,6 +109,16 @@ def parse_args(description: str, reps: int) -> argparse.Namespace:
     ap.add_argument("--reps", type=int, default=reps, help=f"repetitions (default {reps}); medians reported")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON (used by run_all.py)")
     return ap.parse_args()
+
+
+def paired(rep: int, ttg_side: Callable[[], T], pool_side: Callable[[], U]) -> tuple[T, U]:
+    """Run both sides of one repetition back to back, Pool first on odd repetitions,
+    so neither side always runs on a warmer (or busier) machine."""
+    if rep % 2:
+        p = pool_side()
+        return ttg_side(), p
+    t = ttg_side()
+    return t, pool_side()
 
 
 def log(msg: str) -> None:

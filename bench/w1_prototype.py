@@ -25,6 +25,7 @@ from _common import (
     e2e_pair,
     log,
     machine_load,
+    paired,
     parse_args,
     pool_throughput,
     ratio_row,
@@ -55,12 +56,8 @@ def main() -> None:
     for i in range(args.reps):
         busy = wait_for_quiet()
         ideal.append(TOTAL * sleep_cost() / WORKERS)
-        if i % 2:
-            p = pool_throughput(sleep_1ms, TOTAL, CHUNK, WORKERS, ordered_list=False)
-            t = ttg_throughput("sleep_1ms", TOTAL, CHUNK, WORKERS)
-        else:
-            t = ttg_throughput("sleep_1ms", TOTAL, CHUNK, WORKERS)
-            p = pool_throughput(sleep_1ms, TOTAL, CHUNK, WORKERS, ordered_list=False)
+        t, p = paired(i, lambda: ttg_throughput("sleep_1ms", TOTAL, CHUNK, WORKERS),
+                      lambda: pool_throughput(sleep_1ms, TOTAL, CHUNK, WORKERS, ordered_list=False))
         thr.append((t.seconds, p.seconds))
         cpu.append((t.cpu, p.cpu))
         busy2 = wait_for_quiet()

@@ -21,6 +21,7 @@ from _common import (
     e2e_pair,
     log,
     machine_load,
+    paired,
     parse_args,
     pool_throughput,
     ratio_row,
@@ -45,12 +46,8 @@ def main() -> None:
     e2e: list[tuple[float, float]] = []
     for i in range(args.reps):
         busy = wait_for_quiet()
-        if i % 2:
-            p = pool_throughput(square_plus_one, TOTAL, CHUNK, WORKERS, ordered_list=True)
-            t = ttg_throughput("square_plus_one", TOTAL, CHUNK, WORKERS)
-        else:
-            t = ttg_throughput("square_plus_one", TOTAL, CHUNK, WORKERS)
-            p = pool_throughput(square_plus_one, TOTAL, CHUNK, WORKERS, ordered_list=True)
+        t, p = paired(i, lambda: ttg_throughput("square_plus_one", TOTAL, CHUNK, WORKERS),
+                      lambda: pool_throughput(square_plus_one, TOTAL, CHUNK, WORKERS, ordered_list=True))
         thr.append((t.seconds, p.seconds))
         cpu.append((t.cpu, p.cpu))
         busy2 = wait_for_quiet()

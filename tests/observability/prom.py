@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ttg.testing import free_port
+from ttg.testing import free_port, stop_process
 
 
 class Prometheus:
@@ -57,13 +57,7 @@ class Prometheus:
             stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def api(self, path: str, **params: Any) -> Any:
