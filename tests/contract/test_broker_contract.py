@@ -318,6 +318,29 @@ def test_ack_is_idempotent(broker: Broker, sid: Callable[[str], str]) -> None:
     assert broker.lease("w", timeout=0.1) is None
 
 
+def test_ack_and_lease_acks_then_leases_the_next_without_waiting(broker: Broker,
+                                                                  sid: Callable[[str], str]) -> None:
+    s, other = sid("s"), sid("other")
+    broker.submit(s, items(list(plan(0, 20, 10)), s))
+    first = broker.lease("w", timeout=1, sweep_id=s)
+    assert first is not None
+    second = broker.ack_and_lease(first, "w", sweep_id=s)
+    assert second is not None and second.chunk != first.chunk and second.attempt == 1
+    assert_stats(broker, s, QueueStats(leased=1))
+    with pytest.raises(LeaseLost):  # the first is acked for good
+        broker.extend(first)
+    # nothing left: the ack still happens, and it returns at once
+    broker.submit(other, items([Chunk(0, 1)], other))
+    t0 = time.monotonic()
+    assert broker.ack_and_lease(second, "w", sweep_id=s) is None
+    assert time.monotonic() - t0 < 0.5
+    assert_stats(broker, s, QueueStats())
+    assert broker.stats(other) == QueueStats(queued=1)  # sweep_id was respected
+    # an ack of a lease that is no longer ours is a no-op, and the lease still comes
+    again = broker.ack_and_lease(first, "w")
+    assert again is not None and again.sweep_id == other
+
+
 # -- release ------------------------------------------------------------------
 
 

@@ -91,6 +91,13 @@ class Broker(ABC):
         None when nothing is ready in time.
         """
 
+    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
+        """Ack ``done``, then try once (no waiting) for the next chunk, as ``lease``
+        with ``timeout=0``. The worker loop calls this between chunks; a backend
+        that can do both in one request overrides it, saving a round trip per chunk."""
+        self.ack(done)
+        return self.lease(worker_id, timeout=0, sweep_id=sweep_id)
+
     @abstractmethod
     def extend(self, lease: Lease) -> Lease:
         """Push the deadline ``lease_seconds`` ahead. Raises LeaseLost when the

@@ -19,6 +19,8 @@ Keys (one Redis instance, not Cluster: the lease script walks sweeps):
 ``ttg:active``        zset sweep -> priority: the sweeps a lease looks at.
 ``ttg:all``           set of every sweep submitted (for stats).
 ``ttg:cancelled``     set of cancelled sweeps.
+``ttg:wake``          stream (capped at ~100 entries) with an entry per submit and
+                      release: idle workers block on it (XREAD) instead of polling.
 
 Every step that reads then writes is one Lua script, so it is atomic. An
 expired lease is reclaimed with XAUTOCLAIM (min idle time = the lease period)
@@ -41,7 +43,7 @@ from redis.retry import Retry
 from ..chunking import Chunk
 from ..errors import BrokerUnavailable, LeaseLost
 from ..retry import Failure
-from .base import Broker, DeadLetter, Lease, QueueStats, poll
+from .base import Broker, DeadLetter, Lease, QueueStats
 
 _OWNED = """
 local function owned(q, id, consumer)
@@ -71,36 +73,51 @@ for i = 3, #ARGV, 3 do
     n = n + 1
   end
 end
+if n > 0 then redis.call('XADD', 'ttg:wake', 'MAXLEN', '~', 100, '*', 's', 1) end
 return n
 """
 
-_LEASE = """
--- ARGV: consumer, min idle ms, only this sweep ('' for any)
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local sweeps
-if ARGV[3] ~= '' then sweeps = {ARGV[3]} else sweeps = redis.call('ZREVRANGE', 'ttg:active', 0, -1) end
-for _, sw in ipairs(sweeps) do
-  local q = 'ttg:q:' .. sw
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'ttg:dl:' .. sw, '-inf', now, 'LIMIT', 0, 100)) do
-    local e = cmsgpack.unpack(m)
-    redis.call('ZREM', 'ttg:dl:' .. sw, m)
-    redis.call('XADD', q, '*', 's', e[1], 'e', e[2], 'b', e[3], 'f', e[4], 'l', e[5], 'p', e[6])
-  end
-  if redis.call('EXISTS', q) == 1 then
-    local got = redis.call('XAUTOCLAIM', q, 'w', ARGV[1], ARGV[2], '0-0', 'COUNT', 1)
-    if #got[2] > 0 then
-      local id = got[2][1][1]
-      local lost = redis.call('HINCRBY', 'ttg:x:' .. sw, id, 1)
-      return {sw, id, got[2][1][2], lost}
+_LEASE_FN = """
+-- Lease one chunk: a reclaimed expired lease first, else a new entry. Returns
+-- {sweep, id, fields, lost}, or {wake id} when there is none: the newest entry of
+-- ttg:wake, to block on for the next submit or release.
+local function lease(consumer, idle, only)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local sweeps
+  if only ~= '' then sweeps = {only} else sweeps = redis.call('ZREVRANGE', 'ttg:active', 0, -1) end
+  for _, sw in ipairs(sweeps) do
+    local q = 'ttg:q:' .. sw
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'ttg:dl:' .. sw, '-inf', now, 'LIMIT', 0, 100)) do
+      local e = cmsgpack.unpack(m)
+      redis.call('ZREM', 'ttg:dl:' .. sw, m)
+      redis.call('XADD', q, '*', 's', e[1], 'e', e[2], 'b', e[3], 'f', e[4], 'l', e[5], 'p', e[6])
     end
-    local r = redis.call('XREADGROUP', 'GROUP', 'w', ARGV[1], 'COUNT', 1, 'STREAMS', q, '>')
-    if r and #r[1][2] > 0 then
-      return {sw, r[1][2][1][1], r[1][2][1][2], 0}
+    if redis.call('EXISTS', q) == 1 then
+      local got = redis.call('XAUTOCLAIM', q, 'w', consumer, idle, '0-0', 'COUNT', 1)
+      if #got[2] > 0 then
+        local id = got[2][1][1]
+        local lost = redis.call('HINCRBY', 'ttg:x:' .. sw, id, 1)
+        return {sw, id, got[2][1][2], lost}
+      end
+      local r = redis.call('XREADGROUP', 'GROUP', 'w', consumer, 'COUNT', 1, 'STREAMS', q, '>')
+      if r and #r[1][2] > 0 then
+        return {sw, r[1][2][1][1], r[1][2][1][2], 0}
+      end
     end
   end
+  local w = redis.call('XREVRANGE', 'ttg:wake', '+', '-', 'COUNT', 1)
+  if #w > 0 then return {w[1][1]} end
+  return {'0-0'}
 end
-return false
+"""
+
+# tell the workers blocked on ttg:wake (in ``lease``) that a chunk is ready
+_WAKE = "redis.call('XADD', 'ttg:wake', 'MAXLEN', '~', 100, '*', 's', 1)"
+
+_LEASE = _LEASE_FN + """
+-- ARGV: consumer, min idle ms, only this sweep ('' for any)
+return lease(ARGV[1], ARGV[2], ARGV[3])
 """
 
 _EXTEND = _OWNED + """
@@ -110,41 +127,52 @@ redis.call('XCLAIM', KEYS[1], 'w', ARGV[2], 0, ARGV[1], 'JUSTID')
 return 1
 """
 
-_FINISH = _OWNED + """
+_FINISH_FN = _OWNED + """
 -- ack, release or dead-letter, only by the owner.
--- KEYS: q, keyset, x, dl, dead, active, cancelled
--- ARGV: id, consumer, sweep, mode ('ack'|'release'|'dead'), failed (0|1), failure JSON,
---       delay ms, dead-letter JSON
-local q, id = KEYS[1], ARGV[1]
-if not owned(q, id, ARGV[2]) then return 0 end
-local entry = redis.call('XRANGE', q, id, id)[1][2]
-local s, e = field(entry, 's'), field(entry, 'e')
-local lost = tonumber(redis.call('HGET', KEYS[3], id) or '0')
-redis.call('XACK', q, 'w', id)
-redis.call('XDEL', q, id)
-redis.call('HDEL', KEYS[3], id)
-local mode = ARGV[4]
-if mode == 'release' and redis.call('SISMEMBER', KEYS[7], ARGV[3]) == 0 then
-  local f = tonumber(field(entry, 'f')) + lost + tonumber(ARGV[5])
-  local l = field(entry, 'l')
-  if ARGV[5] == '1' then l = ARGV[6]
-  elseif lost > 0 then
-    l = cjson.encode({kind = 'lost', reason = 'the lease expired: its worker died, hung or was cut off'})
+-- K: q, keyset, x, dl, dead, active, cancelled
+-- A: id, consumer, sweep, mode ('ack'|'release'|'dead'), failed (0|1), failure JSON,
+--    delay ms, dead-letter JSON
+local function finish(K, A)
+  local q, id = K[1], A[1]
+  if not owned(q, id, A[2]) then return 0 end
+  local entry = redis.call('XRANGE', q, id, id)[1][2]
+  local s, e = field(entry, 's'), field(entry, 'e')
+  local lost = tonumber(redis.call('HGET', K[3], id) or '0')
+  redis.call('XACK', q, 'w', id)
+  redis.call('XDEL', q, id)
+  redis.call('HDEL', K[3], id)
+  local mode = A[4]
+  if mode == 'release' and redis.call('SISMEMBER', K[7], A[3]) == 0 then
+    local f = tonumber(field(entry, 'f')) + lost + tonumber(A[5])
+    local l = field(entry, 'l')
+    if A[5] == '1' then l = A[6]
+    elseif lost > 0 then
+      l = cjson.encode({kind = 'lost', reason = 'the lease expired: its worker died, hung or was cut off'})
+    end
+    local b, p = field(entry, 'b'), field(entry, 'p')
+    if tonumber(A[7]) > 0 then
+      local t = redis.call('TIME')
+      local ready = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(A[7])
+      redis.call('ZADD', K[4], ready, cmsgpack.pack({s, e, b, f, l, p, id}))
+    else
+      redis.call('XADD', q, '*', 's', s, 'e', e, 'b', b, 'f', f, 'l', l, 'p', p)
+      """ + _WAKE + """
+    end
+    return 1
   end
-  local b, p = field(entry, 'b'), field(entry, 'p')
-  if tonumber(ARGV[7]) > 0 then
-    local t = redis.call('TIME')
-    local ready = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[7])
-    redis.call('ZADD', KEYS[4], ready, cmsgpack.pack({s, e, b, f, l, p, id}))
-  else
-    redis.call('XADD', q, '*', 's', s, 'e', e, 'b', b, 'f', f, 'l', l, 'p', p)
-  end
+  redis.call('SREM', K[2], s .. ':' .. e)
+  if mode == 'dead' then redis.call('RPUSH', K[5], A[8]) end
+  if redis.call('SCARD', K[2]) == 0 then redis.call('ZREM', K[6], A[3]) end
   return 1
 end
-redis.call('SREM', KEYS[2], s .. ':' .. e)
-if mode == 'dead' then redis.call('RPUSH', KEYS[5], ARGV[8]) end
-if redis.call('SCARD', KEYS[2]) == 0 then redis.call('ZREM', KEYS[6], ARGV[3]) end
-return 1
+"""
+
+_FINISH = _FINISH_FN + "return finish(KEYS, ARGV)"
+
+# ack one chunk and lease the next in one round trip; ARGV: finish's 8, then lease's 3
+_ACK_LEASE = _FINISH_FN + _LEASE_FN + """
+finish(KEYS, ARGV)
+return lease(ARGV[9], ARGV[10], ARGV[11])
 """
 
 _CANCEL = """
@@ -168,6 +196,7 @@ class RedisBroker(Broker):
         self._lease = self.r.register_script(_LEASE)
         self._extend = self.r.register_script(_EXTEND)
         self._finish = self.r.register_script(_FINISH)
+        self._ack_lease = self.r.register_script(_ACK_LEASE)
         self._cancel = self.r.register_script(_CANCEL)
 
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
@@ -178,13 +207,34 @@ class RedisBroker(Broker):
         return int(self._call(self._submit, keys, args))
 
     def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+        """Try; when nothing is ready, block on ``ttg:wake`` (XREAD, no polling) until
+        a submit or release, at most ``poll_seconds`` at a time, since expired
+        leases and delayed chunks become ready without anyone writing."""
         idle_ms = int(self.lease_seconds * 1000)
-        return poll(lambda: self._try_lease(worker_id, idle_ms, sweep_id), timeout, self.poll_seconds)
+        end = time.monotonic() + timeout
+        args = [worker_id, idle_ms, sweep_id or ""]
+        while True:
+            got = self._lease_reply(worker_id, self._call(self._lease, [], args))
+            if isinstance(got, Lease):
+                return got
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            self._wait(got, max(1, int(min(left, self.poll_seconds) * 1000)))
 
-    def _try_lease(self, worker_id: str, idle_ms: int, sweep_id: str | None) -> Lease | None:
-        got = self._call(self._lease, [], [worker_id, idle_ms, sweep_id or ""])
-        if not got:
-            return None
+    def _wait(self, wake_id: bytes, block_ms: int) -> None:
+        self._do(lambda: self.r.xread({"ttg:wake": wake_id}, count=1, block=block_ms))
+
+    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
+        keys, args = self._finish_args(done, "ack")
+        args += [worker_id, int(self.lease_seconds * 1000), sweep_id or ""]
+        got = self._lease_reply(worker_id, self._call(self._ack_lease, keys, args))
+        return got if isinstance(got, Lease) else None
+
+    def _lease_reply(self, worker_id: str, got: list[Any]) -> Lease | bytes:
+        """The lease script's reply as a Lease, or the wake id to block on."""
+        if len(got) == 1:
+            return bytes(got[0])
         sweep, entry_id, flat, lost = got
         f = dict(zip(flat[::2], flat[1::2], strict=True))
         lost = int(lost)
@@ -205,15 +255,19 @@ class RedisBroker(Broker):
 
     def _finish_lease(self, lease: Lease, mode: str, failure: Failure | None = None, delay: float = 0.0,
                       reason: str = "") -> None:
+        self._call(self._finish, *self._finish_args(lease, mode, failure, delay, reason))
+
+    def _finish_args(self, lease: Lease, mode: str, failure: Failure | None = None, delay: float = 0.0,
+                     reason: str = "") -> tuple[list[Any], list[Any]]:
         entry_id, consumer = _token(lease)
         s = lease.sweep_id
-        keys = [_q(s), f"ttg:k:{s}", f"ttg:x:{s}", f"ttg:dl:{s}", f"ttg:dead:{s}", "ttg:active",
-                "ttg:cancelled"]
+        keys: list[Any] = [_q(s), f"ttg:k:{s}", f"ttg:x:{s}", f"ttg:dl:{s}", f"ttg:dead:{s}", "ttg:active",
+                           "ttg:cancelled"]
         dead = json.dumps({"start": lease.chunk.start, "stop": lease.chunk.stop, "reason": reason,
                            "at": self.clock()}) if mode == "dead" else ""
-        args = [entry_id, consumer, s, mode, 1 if failure else 0,
-                json.dumps(failure.to_dict()) if failure else "", int(delay * 1000), dead]
-        self._call(self._finish, keys, args)
+        args: list[Any] = [entry_id, consumer, s, mode, 1 if failure else 0,
+                           json.dumps(failure.to_dict()) if failure else "", int(delay * 1000), dead]
+        return keys, args
 
     def ack(self, lease: Lease) -> None:
         self._finish_lease(lease, "ack")

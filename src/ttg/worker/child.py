@@ -24,7 +24,7 @@ from .. import funcref
 from ..brokers.base import Broker, Lease
 from ..chunking import Chunk, remainder_pieces
 from ..codec import Codec
-from ..errors import BadMessage, FunctionError, NotAllowed, SpecError
+from ..errors import BadMessage, FunctionError, NotAllowed, SpecError, TtgError
 from ..events import Events
 from ..records import ChunkRecords, failed_record
 from ..retry import Isolated, Split, decide
@@ -109,27 +109,60 @@ class ChildLoop:
         self._functions: dict[str, Callable[[Any], Any]] = {}
         self._spaces: dict[str, Space] = {}
         self.chunks_done = 0
+        #: a chunk whose results are committed, to ack with the next lease
+        self._unacked: Lease | None = None
 
     def run(self) -> str:
         """Lease and handle chunks until told to stop; returns why it stopped:
         "stop", "drained" (burst, no work left), "recycle" (max chunks or memory)."""
+        try:
+            return self._loop()
+        finally:
+            self._flush_ack()
+
+    def _loop(self) -> str:
         o = self.options
         while True:
             if self.reporter.stop_requested():
                 return "stop"
-            lease = self.broker.lease(o.worker_id, timeout=o.poll_seconds, sweep_id=o.sweep_id)
+            lease = self._next_lease()
             if lease is None:
                 if o.burst and self._drained():
                     return "drained"
                 continue
             self.events.chunk_leased(lease)
             self.events.chunk_finished(lease, self.handle(lease))
-            self.reporter.finished(lease)
+            if self._unacked is None:
+                self.reporter.finished(lease)
             self.chunks_done += 1
             if o.max_chunks and self.chunks_done >= o.max_chunks:
                 return "recycle"
             if o.max_memory_mb and _rss_mb() > o.max_memory_mb:
                 return "recycle"
+
+    def _next_lease(self) -> Lease | None:
+        """The next chunk. A computed chunk's ack waits until here, so that it goes
+        in the same request as the next lease (``Broker.ack_and_lease``); its
+        results are committed already, so a worker that dies in between only
+        leaves a chunk that is redelivered and acked without computing."""
+        o = self.options
+        done, self._unacked = self._unacked, None
+        if done is not None:
+            lease = self.broker.ack_and_lease(done, o.worker_id, sweep_id=o.sweep_id)
+            self.reporter.finished(done)
+            if lease is not None:
+                return lease
+        return self.broker.lease(o.worker_id, timeout=o.poll_seconds, sweep_id=o.sweep_id)
+
+    def _flush_ack(self) -> None:
+        done, self._unacked = self._unacked, None
+        if done is None:
+            return
+        try:
+            self.broker.ack(done)
+            self.reporter.finished(done)
+        except TtgError as exc:  # committed: it comes back and is acked without computing
+            log.warning("could not ack %s %s: %s", done.sweep_id, done.chunk, exc)
 
     def _drained(self) -> bool:
         """Nothing left for a burst worker: nothing queued or leased. A broker that
@@ -176,7 +209,7 @@ class ChildLoop:
             self.broker.dead_letter(lease, str(exc))
             return "unrunnable"
         outcome = "skipped"  # everything was committed already
-        for part in self.store.uncommitted(task.sweep_id, task.chunk):
+        for part in self._to_compute(task, lease):
             rec = self._run(fn, space, task, part, lease.attempt)
             make_storable(rec)
             outcome = "computed"
@@ -189,8 +222,18 @@ class ChildLoop:
                 per_point = sum(rec.durations) / len(rec) / 1e9
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
                 self._requeue(task, lease, rest)
-        self.broker.ack(lease)
+        self._unacked = lease
         return outcome
+
+    def _to_compute(self, task: Task, lease: Lease) -> list[Chunk]:
+        """The parts of the chunk without committed results. On a chunk's first
+        delivery from a broker that never queues a chunk twice, nobody can have
+        committed any of it, so the store is not asked (a round trip per chunk);
+        were it wrong, the commit's first-commit-wins check and ``_commit_gaps``
+        would still keep every index to one record."""
+        if lease.attempt == 1 and self.broker.dedupes:
+            return [task.chunk]
+        return self.store.uncommitted(task.sweep_id, task.chunk)
 
     def _run(self, fn: Callable[[Any], Any], space: Space | None, task: Task, part: Chunk,
              attempt: int) -> ChunkRecords:

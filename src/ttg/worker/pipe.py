@@ -45,7 +45,7 @@ class ChildPipe:
         self.conn.send(("leased", replace(lease, body=b""), timeout))
 
     def finished(self, lease: Lease) -> None:
-        self.conn.send(("finished",))
+        self.conn.send(("finished", lease.token))
 
     def report(self, report: ChunkReport) -> None:
         self.conn.send(("report", report))
@@ -90,6 +90,10 @@ class ProxyBroker(Broker):
 
     def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
         got: Lease | None = self.pipe.call("lease", worker_id, timeout=timeout, sweep_id=sweep_id)
+        return got
+
+    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
+        got: Lease | None = self.pipe.call("ack_and_lease", done, worker_id, sweep_id=sweep_id)
         return got
 
     def extend(self, lease: Lease) -> Lease:

@@ -154,7 +154,8 @@ class Supervisor:
                     slot.lease, slot.timeout = msg[1], msg[2]
                     slot.watched_index, slot.watched_since = 0, time.monotonic()
                 elif msg[0] == "finished":
-                    slot.lease = None
+                    if slot.lease is not None and slot.lease.token == msg[1]:
+                        slot.lease = None  # (a proxied ack_and_lease may have replaced it already)
                 elif msg[0] == "report":
                     self.events.chunk_report(msg[1])
                 elif msg[0] == "bye":
@@ -168,7 +169,14 @@ class Supervisor:
 
     def _serve_call(self, slot: Slot, seq: int, method: str, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> None:
-        if method == "lease":
+        if method in ("lease", "ack_and_lease"):
+            if method == "ack_and_lease":  # ack, then one try for the next chunk
+                try:
+                    self.broker.ack(args[0])
+                except TtgError as exc:
+                    _send(slot.conn, ("ret", seq, False, exc))
+                    return
+                slot.lease, args, kwargs = None, args[1:], {**kwargs, "timeout": 0.0}
             slot.wants_lease = (seq, args[0], kwargs.get("sweep_id"), time.monotonic() + kwargs["timeout"])
             self._serve_leases()
             return
