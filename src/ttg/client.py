@@ -44,6 +44,7 @@ class Submitted:
 
 def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec: Codec) -> Submitted:
     """Register the sweep and queue every chunk that is not committed yet."""
+    first = store.find(sweep.id) is None
     store.register(sweep)
     size = sweep.options.chunk_size or auto_size(sweep.total)
     done = store.committed_ranges(sweep.id, 0, sweep.total)
@@ -51,7 +52,7 @@ def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec
     queued = 0
     batch: list[tuple[Chunk, bytes]] = []
     for chunk, rows in _pending(sweep, space, size, done):
-        batch.append((chunk, codec.encode(sweep.task(chunk, rows))))
+        batch.append((chunk, codec.encode(sweep.task(chunk, rows, first=first))))
         if len(batch) >= SUBMIT_BATCH:
             queued += broker.submit(sweep.id, batch, priority=sweep.options.priority)
             batch = []

@@ -3,7 +3,9 @@ never one per point).
 
 Blob layout (msgpack map): ``v`` values; ``s`` statuses, or nil when all are
 ok; ``e`` {offset: [type, message, traceback]} for failed points; ``d``
-durations in integer nanoseconds (small ints pack into 1 to 5 bytes); ``w``
+durations in integer nanoseconds (small ints pack into 1 to 5 bytes), or, when
+that is shorter, ``r`` the same as runs ``[value, count, value, count...]``
+(a fast function's points are timed per stretch, so they share a value); ``w``
 worker id; ``a`` attempt; ``p`` the points themselves, for file spaces only
 (generated points are recomputed from the spec on export).
 """
@@ -79,9 +81,10 @@ class ChunkRecords:
         return self._blob
 
     def _pack(self) -> bytes:
+        runs = _runs_of(self.durations)
         return pack({
-            "v": self.values, "s": self.statuses, "d": self.durations, "w": self.worker,
-            "a": self.attempt, "p": self.params,
+            "v": self.values, "s": self.statuses, "w": self.worker, "a": self.attempt, "p": self.params,
+            **({"r": runs} if runs is not None else {"d": self.durations}),
             "e": {k: list(v) for k, v in self.errors.items()} if self.errors else None,
         })
 
@@ -89,7 +92,8 @@ class ChunkRecords:
     def decode(cls, start: int, stop: int, blob: bytes) -> ChunkRecords:
         d = unpack(blob)
         errors = {int(k): (v[0], v[1], v[2]) for k, v in d["e"].items()} if d.get("e") else None
-        return cls(start, stop, d["v"], d["d"], d["w"], d["a"], d.get("s"), errors, d.get("p"))
+        durations = d["d"] if "d" in d else _expand(d["r"])
+        return cls(start, stop, d["v"], durations, d["w"], d["a"], d.get("s"), errors, d.get("p"))
 
     def rows(self) -> Iterator[tuple[int, str, Any, str | None, float]]:
         """(index, status, value, error text, duration) for each point."""
@@ -106,3 +110,33 @@ def failed_record(chunk: Chunk, status: str, reason: str, worker: str, attempt: 
     n = len(chunk)
     return ChunkRecords(chunk.start, chunk.stop, [None] * n, [0] * n, worker, attempt,
                         [status] * n, {k: (status, reason, "") for k in range(n)}, params)
+
+
+def _runs_of(values: list[int]) -> list[int] | None:
+    """``values`` as ``[value, count, ...]`` runs, or None when there are too many
+    runs to be worth it (given up on early: timed points are all different). A run
+    grows by comparing doubling slices, so a long one costs a few C-level compares."""
+    out: list[int] = []
+    i, n = 0, len(values)
+    while i < n:
+        v, j, step = values[i], i + 1, 1
+        while j < n:
+            e = min(n, j + step)
+            if values[j:e] == [v] * (e - j):
+                j, step = e, step * 2
+            elif step == 1:
+                break
+            else:
+                step = 1
+        out += (v, j - i)
+        i = j
+        if len(out) > 64 + i // 8:
+            return None
+    return out
+
+
+def _expand(runs: list[int]) -> list[int]:
+    out: list[int] = []
+    for k in range(0, len(runs), 2):
+        out += [runs[k]] * runs[k + 1]
+    return out

@@ -90,15 +90,19 @@ class Sweep:
         return cls(d["id"], d["function"], dict(d["space"]), Options(**d["options"]), d["total"],
                    list(d["fields"]), d["created"])
 
-    def task(self, chunk: Chunk, rows: list[Any] | None = None) -> dict[str, Any]:
+    def task(self, chunk: Chunk, rows: list[Any] | None = None, *, first: bool = False) -> dict[str, Any]:
         """The message body of one chunk. Generated spaces ship only the range;
-        file spaces ship their rows, so workers never need the file."""
+        file spaces ship their rows, so workers never need the file. ``first``: queued
+        by the sweep's first submit, so no other copy of the chunk was ever queued
+        and nothing of it can be committed before its first delivery."""
         o = self.options
         body: dict[str, Any] = {
             "sweep": self.id, "start": chunk.start, "stop": chunk.stop, "fn": self.function,
             "batched": o.batched, "timeout": o.timeout, "max_attempts": o.max_attempts,
             "auto": o.target_chunk_seconds if o.chunk_size is None else None,
         }
+        if first:
+            body["first"] = True
         if rows is None:
             body["space"] = self.space
         else:

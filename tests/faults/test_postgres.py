@@ -282,6 +282,22 @@ def test_concurrent_first_connections_migrate_once(admin: psycopg.Connection[Any
     assert got == [(k, True, None) for k in range(6)]
     versions = admin.execute(f"SELECT version FROM {schema}.ttg_schema_version").fetchall()
     assert versions == [(v,) for v in range(1, LATEST + 1)]
+    # migration 2: result blobs are compressed with lz4 (this server has it), and they are
+    # read back as written
+    compression = admin.execute(
+        "SELECT attcompression FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'data'",
+        (f"{schema}.ttg_chunks",)).fetchone()
+    assert compression == ("l",)
+    with open_store(SETTINGS, url) as s:
+        big = records(1000, 11_000, "big")
+        big.values = [i * i + 1 for i in range(10_000)]
+        assert s.commit(sweep_id, big)
+        assert next(iter(s.chunks(sweep_id)), None) is not None
+        back = [c for c in s.chunks(sweep_id) if c.start == 1000]
+        assert back[0].values == big.values
+    methods = admin.execute(f"SELECT pg_column_compression(data) FROM {schema}.ttg_chunks "
+                            "WHERE start = 1000").fetchall()
+    assert methods == [("lz4",)]
 
     # a schema migrated by a newer TTG is refused, not written to
     admin.execute(f"INSERT INTO {schema}.ttg_schema_version (version) VALUES ({LATEST + 1})")

@@ -26,7 +26,9 @@ def chunk_records(draw: st.DrawFn) -> ChunkRecords:
         errors = {k: (s, f"message {k}", f"traceback {k}") for k, s in enumerate(statuses) if s != "ok"}
         errors = errors or None
     params = draw(st.none() | st.just([{"row": start + k} for k in range(n)]))
-    durations = draw(st.lists(st.integers(0, 10**12), min_size=n, max_size=n))
+    # timed points differ; a fast function's stretch shares one value (stored as runs)
+    durations = draw(st.lists(st.integers(0, 10**12), min_size=n, max_size=n)
+                     | st.lists(st.sampled_from([0, 7, 10**9]), min_size=n, max_size=n))
     return ChunkRecords(start, start + n, values, durations, draw(st.text(max_size=8)),
                         draw(st.integers(1, 5)), statuses, errors, params)
 
@@ -107,3 +109,14 @@ def test_unstorable_value_raises_type_error() -> None:
     rec = ChunkRecords(0, 1, [object()], [0], "w", 1)
     with pytest.raises(TypeError):
         rec.encode()
+
+
+def test_durations_of_a_stretch_are_stored_as_runs() -> None:
+    """A fast function's 10,000 points: 32 timed ones, then one stretch value. The
+    blob holds runs instead of 10,000 durations, and decodes to the same list."""
+    durations = list(range(100, 132)) + [57] * 9968
+    rec = ChunkRecords(0, 10_000, [None] * 10_000, durations, "w", 1)
+    plain = ChunkRecords(0, 10_000, [None] * 10_000, list(range(10_000)), "w", 1)
+    assert len(rec.encode()) < len(plain.encode()) - 20_000
+    assert ChunkRecords.decode(0, 10_000, rec.encode()).durations == durations
+    assert ChunkRecords.decode(0, 10_000, plain.encode()).durations == list(range(10_000))

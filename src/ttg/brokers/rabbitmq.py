@@ -16,6 +16,14 @@ Queues (vhost of the URL):
                        into ``ttg.q.{sweep}``.
 ``ttg.dead.{sweep}``   classic queue: the dead-letter record (headers ``ttg-reason``,
                        ``ttg-at``).
+``ttg.sweeps``         fanout exchange: a message (body: the sweep id) after every
+                       submit and release. Each client binds an exclusive queue
+                       ``ttg.listen.{client}`` to it, so an idle worker sees new
+                       work at once instead of waiting for the next listing.
+
+An idle worker polls with ``basic.get``: a sweep queue found empty is tried again
+after a delay that doubles from 10 ms to 0.5 s, and at once when ``ttg.sweeps``
+announces it.
 
 A lease is an unacknowledged ``basic.get`` delivery: it lasts exactly as long
 as the connection that took it, and RabbitMQ redelivers it at once when that
@@ -77,6 +85,10 @@ from .base import Broker, DeadLetter, Lease, QueueStats, poll
 log = logging.getLogger(__name__)
 
 DELIVERY_LIMIT = 50
+#: fanout exchange announcing new work (see the module docstring)
+ANNOUNCE = "ttg.sweeps"
+#: how long an empty queue is left alone at most before the next basic.get
+MAX_EMPTY_BACKOFF = 0.5
 # pika also raises ValueError ("Timeout closed before call") from a connection that
 # died under it; all of these mean "the connection is gone"
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError, ValueError)
@@ -115,6 +127,11 @@ class RabbitBroker(Broker):
         self._chunks: dict[str, Chunk] = {}
         self._declared: set[str] = set()
         self._sweeps_cache: tuple[float, list[str]] = (0.0, [])
+        #: sweep -> (priority, when) announced on ttg.sweeps since the last listing
+        self._announced: dict[str, tuple[int, float]] = {}
+        #: sweep -> (next basic.get not before, current backoff) for queues found empty
+        self._empty: dict[str, tuple[float, float]] = {}
+        self._listen_ch: Any = None
         if not log.isEnabledFor(logging.DEBUG) and logging.getLogger("pika").level == logging.NOTSET:
             # pika logs each failed connection (with a traceback) and each closed channel at
             # ERROR/WARNING; TTG reports every one of them itself, in one line
@@ -292,7 +309,32 @@ class RabbitBroker(Broker):
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead, "x-ttg-priority": priority})
         ch.queue_declare(delay, durable=True, arguments={
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q})
+        ch.exchange_declare(ANNOUNCE, "fanout", durable=True)
         self._declared.add(sweep_id)
+
+    def _announce(self, sweep_id: str, priority: int) -> None:
+        props = pika.BasicProperties(headers={"ttg-priority": priority})
+        self._ch.basic_publish(ANNOUNCE, "", sweep_id.encode(), props)
+
+    def _listen(self) -> None:
+        """Follow ``ttg.sweeps`` on a channel of its own (a closed main channel must not
+        end it); its messages are dispatched to ``_on_announce`` whenever the
+        connection reads (``service``, or here)."""
+        if self._listen_ch is not None and self._listen_ch.is_open:
+            self._conn.process_data_events(time_limit=0)
+            return
+        ch = self._conn.channel()
+        ch.exchange_declare(ANNOUNCE, "fanout", durable=True)
+        q = f"ttg.listen.{self._client_id}.{self._generation}"
+        ch.queue_declare(q, exclusive=True, auto_delete=True)
+        ch.queue_bind(q, ANNOUNCE)
+        ch.basic_consume(q, self._on_announce, auto_ack=True)
+        self._listen_ch = ch
+
+    def _on_announce(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        sweep = body.decode(errors="replace")
+        self._announced[sweep] = (int((props.headers or {}).get("ttg-priority") or 0), time.monotonic())
+        self._empty.pop(sweep, None)
 
     def _publish(self, queue: str, body: bytes, headers: dict[str, Any], expiration_ms: int = 0) -> None:
         props = pika.BasicProperties(delivery_mode=2, headers=headers,
@@ -308,6 +350,8 @@ class RabbitBroker(Broker):
             for chunk, body in items:
                 self._publish(_names(sweep_id)[0], body, _headers(sweep_id, chunk, 0, None, priority))
                 n += 1
+                if n == 1:  # workers can start on it while the rest is published
+                    self._announce(sweep_id, priority)
             return n
 
         items = list(items)
@@ -317,12 +361,18 @@ class RabbitBroker(Broker):
         return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
 
     def _try_lease(self, sweep_id: str | None) -> Lease | None:
+        self._do(self._listen)
+        now = time.monotonic()
         for s in [sweep_id] if sweep_id else self._sweeps():
+            ready_at, backoff = self._empty.get(s, (0.0, 0.0))
+            if now < ready_at:
+                continue
             got: Lease | None = self._do(partial(self._get, s))
             if got is not None:
+                self._empty.pop(s, None)
                 return got
-        if sweep_id is None and time.monotonic() - self._sweeps_cache[0] > 0.25:
-            self._sweeps_cache = (0.0, [])  # nothing in the sweeps we knew: look for new ones
+            backoff = min(max(backoff * 2, 0.01), MAX_EMPTY_BACKOFF)
+            self._empty[s] = (now + backoff, backoff)
         return None
 
     def _get(self, sweep_id: str) -> Lease | None:
@@ -405,6 +455,7 @@ class RabbitBroker(Broker):
                     self._publish(delay_q, body, headers, max(1, int(delay * 1000)))
                 else:
                     self._publish(q, body, headers)
+                    self._announce(lease.sweep_id, lease.priority)
             self._ack(lease)
 
         self._do(go)
@@ -534,6 +585,10 @@ class RabbitBroker(Broker):
         or dead-lettered chunks."""
         at, cached = self._sweeps_cache
         if not (fresh or any_queue or time.monotonic() - at > 2.0):
+            new = [s for s in self._announced if s not in cached]
+            if new:  # announced since the listing: priority order among them is the next listing's
+                cached = [*cached, *new]
+                self._sweeps_cache = (at, cached)
             return cached
         listing = self._management(f"/api/queues/{quote(self._vhost(), safe='')}?columns=name,arguments")
         if listing is None:
@@ -549,9 +604,16 @@ class RabbitBroker(Broker):
                 found.append((prio, name.removeprefix("ttg.q.")))
             elif name.startswith(("ttg.delay.", "ttg.dead.")):
                 others.add(name.split(".", 2)[2])
+        now = time.monotonic()
+        listed = {s for _, s in found}
+        for sweep, (prio, at) in list(self._announced.items()):
+            if sweep in listed or now - at > 10.0:  # listed now, or gone (cancelled) since
+                del self._announced[sweep]
+            else:  # the listing can lag a moment behind a new queue
+                found.append((prio, sweep))
         found.sort(key=lambda p: -p[0])
         cached = [s for _, s in found]
-        self._sweeps_cache = (time.monotonic(), cached)
+        self._sweeps_cache = (now, cached)
         return sorted(set(cached) | others) if any_queue else cached
 
     def _vhost(self) -> str:

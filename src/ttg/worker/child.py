@@ -227,11 +227,12 @@ class ChildLoop:
 
     def _to_compute(self, task: Task, lease: Lease) -> list[Chunk]:
         """The parts of the chunk without committed results. On a chunk's first
-        delivery from a broker that never queues a chunk twice, nobody can have
-        committed any of it, so the store is not asked (a round trip per chunk);
-        were it wrong, the commit's first-commit-wins check and ``_commit_gaps``
-        would still keep every index to one record."""
-        if lease.attempt == 1 and self.broker.dedupes:
+        delivery, when no other copy of it can have been queued (the broker never
+        queues a chunk twice, or the message comes from the sweep's first submit),
+        nobody can have committed any of it, so the store is not asked (a round
+        trip per chunk). Were that wrong, the commit's first-commit-wins check and
+        ``_commit_gaps`` would still keep every index to one record."""
+        if lease.attempt == 1 and (self.broker.dedupes or task.raw.get("first") is True):
             return [task.chunk]
         return self.store.uncommitted(task.sweep_id, task.chunk)
 
