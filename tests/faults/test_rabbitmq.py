@@ -8,6 +8,7 @@ server, `ttg run` killed and run again, and a chunk that outlives the server's
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -224,6 +225,28 @@ def test_sigkill_a_whole_worker_its_chunks_come_back_at_once(home: Path, procs: 
           f"ms, {lost} committed by the others {takeover:.2f} s after the kill (lease {LONG_LEASE:g} s)")
     assert requeued < 1.0, f"RabbitMQ requeued the chunks only after {requeued:.2f} s"
     assert takeover < TAKEOVER_BOUND < LONG_LEASE, f"committed only {takeover:.2f} s after the kill"
+
+
+def test_sigkill_a_child_that_had_a_chunk_leased_ahead(home: Path, procs: Procs, vhost: RabbitVhost,
+                                                       admin: Any) -> None:
+    """While plenty is queued, the supervisor leases each busy child's next chunk ahead.
+    A child killed then loses its running chunk (attempt 2 elsewhere) and its next one
+    goes back to the queue uncounted (attempt 1). Every index ends with exactly one record."""
+    total, url = 2000, vhost.url
+    sweep = submit(home, "tests.funcs:sleep_ms", "--range", str(total), "--chunk-size", "20",
+                   "--broker", url, "--store", store_url(home))
+    [worker] = start_workers(procs, home, url, [2])
+    reach(home, sweep, total * 0.3, [worker])
+    # both children busy, each with a chunk running and (queue long) one leased ahead
+    held = wait_until(lambda: (n := sum(unacked(vhost.name).values())) >= 4 and n, 5,
+                      "two running chunks and two leased ahead")
+    assert held == 4, f"the worker held {held} deliveries (2 children: 2 running + 2 ahead)"
+    os.kill(children(worker.pid)[0], signal.SIGKILL)
+    wait_all([worker], 60)
+    assert "died on" in worker.stderr, worker.stderr
+    assert_exactly_once_in(store_url(home), sweep, total)
+    tries = sorted(r.attempt for r in records(home, sweep).values())
+    assert tries.count(2) == 1 and set(tries) == {1, 2}, tries  # the ahead chunk did not count
 
 
 # -- 2. the server closes a worker's connection mid-chunk ----------------------------------------

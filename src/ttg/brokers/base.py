@@ -35,6 +35,9 @@ class Lease:
     failures: int
     last_failure: Failure | None
     priority: int = 0
+    #: chunks still queued in its sweep behind this one when it was leased, where
+    #: the broker tells (AMQP's message count); None when unknown
+    queued_behind: int | None = None
 
     @property
     def attempt(self) -> int:

@@ -408,7 +408,7 @@ class RabbitBroker(Broker):
         self._chunks[token] = chunk
         return Lease(sweep_id, chunk, body, token,
                      self.clock() + self.lease_seconds, int(h.get("ttg-failures") or 0) + lost, failure,
-                     int(h.get("ttg-priority") or 0))
+                     int(h.get("ttg-priority") or 0), int(method.message_count))
 
     def extend(self, lease: Lease) -> Lease:
         exists = self._current(lease).token in self._outstanding and self._do(
