@@ -82,7 +82,23 @@ CROSS JOIN LATERAL ROWS FROM (
 ) WITH ORDINALITY AS r(value, status, duration_ns, ord);
 """
 
-MIGRATIONS: list[str] = [_V1]
+#: Worker presence (ttg.presence): the newest beat of each worker supervisor.
+_V2 = """
+CREATE TABLE ttg_workers (
+    id        text PRIMARY KEY,           -- the supervisor's id, host-pid
+    host      text NOT NULL,
+    pid       integer NOT NULL,
+    state     text NOT NULL,              -- running, stopping, stopped
+    started   double precision NOT NULL,  -- epoch seconds, the worker's clock
+    beat      double precision NOT NULL,  -- epoch seconds, the worker's clock
+    interval  double precision NOT NULL,  -- seconds between its beats
+    children  integer NOT NULL,
+    chunks    bigint NOT NULL,            -- chunks finished since it started
+    leases    jsonb NOT NULL              -- [[sweep, start, stop], ...] held now
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = """
