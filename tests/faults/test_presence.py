@@ -1,7 +1,7 @@
 """Worker presence with real processes: a `ttg worker` on each broker (and so each
 result store) beats while it runs, saying what it holds; SIGKILLed with its whole
 process group it stops beating and turns stale; stopped with SIGTERM it says
-"stopped" on its way out."""
+"stopped" on its way out. `ttg workers` lists them so."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_URL, empty_postgres, empty_redis, postgres_url, rabbit_vhost
+from tests.conftest import POSTGRES_URL, empty_postgres, empty_redis, postgres_url, rabbit_vhost, ttg
 from tests.processes import Proc, Procs, submit, wait_until
 from ttg import settings as settings_mod
 from ttg.brokers import open_broker
@@ -102,6 +102,8 @@ def test_a_worker_beats_until_it_is_killed(backend: Backend, home: Path, procs: 
 
     seen = wait_until(lambda: presence_of(backend, worker, sweep), 5, "the worker on the sweep's monitor")
     assert seen.status == "alive" and seen.age is not None and seen.age < 3 * INTERVAL
+    listed = ttg(home, "workers", *backend.args(), check=True).stdout
+    assert any(line.split()[:2] == [beat.worker, "alive"] for line in listed.splitlines()), listed
 
     worker.kill_group()  # SIGKILL: no last beat
     last = beat_of(backend, worker)
@@ -110,6 +112,8 @@ def test_a_worker_beats_until_it_is_killed(backend: Backend, home: Path, procs: 
                       and p, 3 * INTERVAL + 5, "the killed worker to turn stale", every=0.1)
     assert gone.beat == beat_of(backend, worker)  # no beat since the kill
     assert gone.age is not None and gone.age > 3 * INTERVAL
+    listed = ttg(home, "workers", *backend.args(), check=True).stdout
+    assert any(line.split()[:2] == [beat.worker, "stale"] for line in listed.splitlines()), listed
 
 
 def test_a_stopped_worker_says_so(home: Path, procs: Procs) -> None:
@@ -124,3 +128,6 @@ def test_a_stopped_worker_says_so(home: Path, procs: Procs) -> None:
     last = beat_of(b, worker)
     assert last is not None and last.state == "stopped" and last.leases == () and last.children == 0
     assert liveness(last, time.time() + 3600) == "stopped"
+    assert "no live workers" in ttg(home, "workers", *b.args(), check=True).stdout
+    listed = ttg(home, "workers", "--all", *b.args(), check=True).stdout
+    assert any(line.split()[:2] == [last.worker, "stopped"] for line in listed.splitlines()), listed
