@@ -55,8 +55,8 @@ statement tells which. The SQL copy is opt-in because it costs: a
 10,000-point chunk commits 2.5 to 4 times slower with it than as a blob alone
 (figures in docs/backends/postgresql.md).
 
-Connections: one per store object, that is one per worker child, one per
-worker supervisor and one per client command. The connection runs in
+Connections: one per store object, that is one per worker child, two per
+worker supervisor (one for its presence beats) and one per client command. The connection runs in
 autocommit mode: every operation but ``_replace`` and migrations is a single
 statement, atomic by itself and one round trip (an explicit BEGIN/COMMIT
 would make three, and a read would leave the session idle in transaction);
