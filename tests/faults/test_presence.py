@@ -1,10 +1,12 @@
 """Worker presence with real processes: a `ttg worker` on each broker (and so each
 result store) beats while it runs, saying what it holds; SIGKILLed with its whole
 process group it stops beating and turns stale; stopped with SIGTERM it says
-"stopped" on its way out. `ttg workers` lists them so."""
+"stopped" on its way out. `ttg workers` lists them so. A store that cannot be
+reached costs only a warning; the beats resume when it is back."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import time
@@ -21,6 +23,8 @@ from ttg.brokers import open_broker
 from ttg.monitor import SweepMonitor, WorkerPresence
 from ttg.presence import WorkerBeat, liveness
 from ttg.stores import open_store
+from ttg.testing import PrivateRedis
+from ttg.worker.presence import Presence
 
 #: Beat every half second, so "stale" (no beat for three intervals) comes in 1.5 s.
 INTERVAL = 0.5
@@ -131,3 +135,36 @@ def test_a_stopped_worker_says_so(home: Path, procs: Procs) -> None:
     assert "no live workers" in ttg(home, "workers", *b.args(), check=True).stdout
     listed = ttg(home, "workers", "--all", *b.args(), check=True).stdout
     assert any(line.split()[:2] == [last.worker, "stopped"] for line in listed.splitlines()), listed
+
+
+def test_beats_survive_an_unreachable_store(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server = PrivateRedis(tmp_path / "redis")  # not started yet: nothing listens on its port
+    s = settings_mod.load(environ={})
+    first = WorkerBeat("h-1", "h", 1, time.time(), 0.0, 0.1, 2)
+    presence = Presence(lambda: open_store(s, server.url), first)
+    caplog.set_level(logging.DEBUG, "ttg.worker.presence")
+    presence.start()
+    try:
+        time.sleep(0.5)  # about five failed beats
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "cannot reach Redis" in warned[0].getMessage(), caplog.text
+        assert sum(r.levelno == logging.DEBUG for r in caplog.records) >= 2
+        with presence.quiet():  # a fork now would wait for no store call: there is none
+            pass
+        server.start()
+        presence.update(WorkerBeat("h-1", "h", 1, first.started, 0.0, 0.1, 2, 7))
+
+        def beat() -> WorkerBeat | None:
+            with open_store(s, server.url) as store:
+                return next(iter(store.workers()), None)
+
+        got = wait_until(beat, 5, "a beat once the store is back", every=0.05)
+        assert (got.worker, got.chunks, got.state) == ("h-1", 7, "running")
+        assert time.time() - got.beat < 1
+        assert "presence beats written again" in caplog.text
+        presence.stop(WorkerBeat("h-1", "h", 1, first.started, 0.0, 0.1, 0, 7, (), "stopped"))
+        last = beat()
+        assert last is not None and last.state == "stopped"
+    finally:
+        presence.stop(first)
+        server.kill()

@@ -13,10 +13,11 @@ never stops the worker.
 The supervisor forks children while this thread runs. A fork while the
 thread is inside the store driver's C code could copy a global lock held
 (SQLite's static mutexes), and a child that then used the driver would hang;
-so a store call holds ``fork_lock``, and ``Supervisor._spawn`` takes it
-around the fork. It waits for it at most ``FORK_WAIT`` seconds: a call that
-takes longer is waiting on the network or sleeping between retries, which
-holds no global lock, and the child should not wait behind it.
+so a store call holds ``fork_lock``, and ``Supervisor._spawn`` forks inside
+``quiet()``, which takes it. It waits for it at most ``FORK_WAIT`` seconds: a
+call that takes longer is waiting on the network or sleeping between retries,
+which holds no global lock, and the children should not wait behind it (nor,
+while that one call lasts, the next fork at all).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from ..errors import TtgError
@@ -51,10 +53,23 @@ class Presence:
         self._done = False
         self._store: ResultStore | None = None
         self._failing = False
+        self._stuck = False
         self._thread = threading.Thread(target=self._run, name="ttg-presence", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """No store call runs in the thread while this holds (up to FORK_WAIT; see
+        the module docstring): fork inside it."""
+        got = self.fork_lock.acquire(timeout=0 if self._stuck else FORK_WAIT)
+        self._stuck = not got
+        try:
+            yield
+        finally:
+            if got:
+                self.fork_lock.release()
 
     def update(self, beat: WorkerBeat) -> None:
         """What the next beat says (its time is set when it is written); a new state

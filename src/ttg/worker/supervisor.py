@@ -27,6 +27,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from types import FrameType
@@ -41,7 +42,7 @@ from ..settings import Settings
 from .child import ChildOptions
 from .heartbeat import Heartbeat
 from .pipe import child_main
-from .presence import FORK_WAIT, Presence
+from .presence import Presence
 
 log = logging.getLogger(__name__)
 _CTX = multiprocessing.get_context("fork")
@@ -182,12 +183,8 @@ class Supervisor:
         proc = _CTX.Process(target=child_main, name=f"ttg-child-{number}", daemon=True,
                             args=(child_conn, beacon, self.settings, self.options, os.getpid()))
         # not in the middle of a presence write's driver call (see presence.py)
-        locked = self.presence is not None and self.presence.fork_lock.acquire(timeout=FORK_WAIT)
-        try:
+        with self.presence.quiet() if self.presence is not None else nullcontext():
             proc.start()
-        finally:
-            if locked and self.presence is not None:
-                self.presence.fork_lock.release()
         child_conn.close()
         self.slots[number] = Slot(number, proc, parent_conn, beacon)
 
