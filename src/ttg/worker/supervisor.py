@@ -101,8 +101,8 @@ class Supervisor:
     def run(self) -> None:
         """Run until stopped (signal, on_tick, or every child drained)."""
         previous = self._install_signals()
-        self._start_presence()
         try:
+            self._start_presence()
             for n in range(self.processes):
                 self._spawn(n)
             while self.slots:
