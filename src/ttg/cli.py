@@ -26,7 +26,7 @@ from .space import Space, load_spec_file, space_from_spec
 from .spaceflags import grid_axis, parse_range, random_param
 from .stores import open_store
 from .sweep import Options, Sweep
-from .ui import Display, print_summary, sweeps_table
+from .ui import Display, print_summary, sweeps_table, workers_table
 from .worker.child import ChildOptions
 from .worker.supervisor import Supervisor
 
@@ -187,6 +187,16 @@ def status(name: str | None, **kw: Any) -> None:
         click.echo(f"done      {p.done}/{p.total} ({100 * p.done / max(p.total, 1):.1f}%)")
         click.echo("status    " + "  ".join(f"{k} {v}" for k, v in p.by_status().items()))
         click.echo(f"queue     {q.queued} queued, {q.leased} leased, {q.dead} dead-lettered chunks")
+
+
+@cli.command()
+@click.option("--all", "every", is_flag=True, help="Also list workers that stopped (kept for a day).")
+@_common
+def workers(every: bool, **kw: Any) -> None:
+    """List the workers by their presence beats: alive, or stale (no beat for 3 intervals)."""
+    s = _settings(kw)
+    with open_store(s) as store:
+        workers_table(store.workers(), every=every)
 
 
 @cli.command()

@@ -21,6 +21,8 @@ ttg_sweep_complete                         1 when every point has a record
 ttg_sweep_active                           1 while the sweep is neither complete nor cancelled
 ttg_sweep_last_update_timestamp_seconds    Unix time of the sweep's last commit or state change
 ttg_sweep_info{function,state}             1 (state: active, cancelled, done)
+ttg_workers{status}                        worker supervisors by their presence beats in the store
+                                           (no sweep label; status: alive, stale, stopped)
 ttg_exporter_backend_up                    1 when the broker and the store could be read (no sweep label)
 ttg_exporter_scrape_duration_seconds       seconds the last read took (no sweep label)
 """
@@ -33,7 +35,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .errors import TtgError
-from .monitor import SweepMonitor, SweepStatus
+from .monitor import SweepMonitor, SweepStatus, WorkerPresence
+from .presence import STATUSES as WORKER_STATUSES
 from .records import STATUSES
 
 if TYPE_CHECKING:
@@ -50,13 +53,21 @@ class SweepCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         started = time.perf_counter()
+        workers: list[WorkerPresence] | None = None
         try:
             sweeps = self.monitor.sweeps()
+            workers = self.monitor.presence()
             up = 1
         except TtgError as exc:
             log.warning("exporter: cannot read the sweeps: %s", exc)
             sweeps, up = [], 0
         yield from _sweep_families(sweeps)
+        if workers is not None:
+            by_status = GaugeMetricFamily("ttg_workers", "Worker supervisors by their presence beats "
+                                          "(alive: a beat within 3 intervals).", labels=["status"])
+            for status in WORKER_STATUSES:
+                by_status.add_metric([status], sum(1 for w in workers if w.status == status))
+            yield by_status
         yield GaugeMetricFamily("ttg_exporter_backend_up",
                                 "1 when the broker and the store could be read.", value=up)
         yield GaugeMetricFamily("ttg_exporter_scrape_duration_seconds",

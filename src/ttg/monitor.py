@@ -6,6 +6,10 @@ backend's internals, so it works with every backend. One lock serializes the
 calls: the exporter's HTTP threads and the dashboard's thread pool share one
 broker and one store, and not every driver is thread-safe.
 
+Workers are seen two ways: by their presence beats in the store
+(``presence()``: alive, stale or stopped, what they hold now; ttg.presence)
+and by the records they committed (``workers()``).
+
 Throughput is measured here: each read of a sweep's progress is a sample
 (time, points done), and the throughput is the slope over the last
 ``window`` seconds; the ETA is what is left at that pace. The samples are
@@ -23,6 +27,7 @@ from typing import Any
 
 from .brokers.base import Broker, DeadLetter, QueueStats
 from .codec import Codec
+from .presence import STATUSES, WorkerBeat, liveness, supervisor_of
 from .stores.base import Progress, ResultStore
 from .sweep import Sweep
 
@@ -58,6 +63,34 @@ class WorkerSeen:
     chunks: int = 0
     #: when the monitor first saw its newest chunk (None: committed before it looked)
     last_commit: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkerPresence:
+    """A worker supervisor as the monitor sees it now."""
+
+    worker: str
+    #: "alive", "stale", "stopped" (presence.liveness), or "unknown": it committed
+    #: records but left no beat (pruned, or written by a TTG without presence)
+    status: str
+    #: its last beat, or None when unknown
+    beat: WorkerBeat | None = None
+    #: seconds since that beat, on the monitor's clock
+    age: float | None = None
+    #: what this monitor saw it commit (to one sweep, when asked for one)
+    points: int = 0
+    chunks: int = 0
+    last_commit: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        b = self.beat
+        return {"worker": self.worker, "status": self.status, "age": self.age,
+                "host": b.host if b else None, "pid": b.pid if b else None,
+                "started": b.started if b else None, "beat": b.beat if b else None,
+                "interval": b.interval if b else None, "state": b.state if b else None,
+                "children": b.children if b else None, "chunks_done": b.chunks if b else None,
+                "leases": [{"sweep": s, "start": a, "stop": z} for s, a, z in b.leases] if b else [],
+                "points": self.points, "chunks": self.chunks, "last_commit": self.last_commit}
 
 
 @dataclass
@@ -161,6 +194,37 @@ class SweepMonitor:
             if at is not None and (w.last_commit is None or at > w.last_commit):
                 w.last_commit = at
         return sorted(by.values(), key=lambda w: (-(w.last_commit or 0.0), w.worker))
+
+    def presence(self, sweep_id: str | None = None) -> list[WorkerPresence]:
+        """Worker supervisors by their presence beats: alive first, then stale, then
+        stopped, newest beat first. With ``sweep_id``: those holding a lease on it
+        now or seen committing to it (with what they committed; supervisors seen
+        only in records are "unknown")."""
+        with self.lock:
+            beats = self.store.workers()
+        now = self.clock()
+        committed = self._committed_by_supervisor(sweep_id) if sweep_id is not None else {}
+        out = []
+        for b in beats:
+            seen = committed.pop(b.worker, None)
+            if sweep_id is not None and seen is None and sweep_id not in b.sweeps():
+                continue
+            out.append(WorkerPresence(b.worker, liveness(b, now), b, max(0.0, now - b.beat),
+                                      *(seen or (0, 0, None))))
+        out += [WorkerPresence(w, "unknown", None, None, *seen) for w, seen in committed.items()]
+        rank = {s: k for k, s in enumerate(STATUSES)}
+        return sorted(out, key=lambda p: (rank.get(p.status, len(rank)), p.age if p.age is not None
+                                          else float("inf"), p.worker))
+
+    def _committed_by_supervisor(self, sweep_id: str) -> dict[str, tuple[int, int, float | None]]:
+        by: dict[str, tuple[int, int, float | None]] = {}
+        for w in self.workers(sweep_id):
+            sup = supervisor_of(w.worker)
+            points, chunks, last = by.get(sup, (0, 0, None))
+            if w.last_commit is not None and (last is None or w.last_commit > last):
+                last = w.last_commit
+            by[sup] = (points + w.points, chunks + w.chunks, last)
+        return by
 
     def errors(self, sweep_id: str, limit: int = 50) -> list[Any]:
         """The first ``limit`` failed indices (table.ErrorRow)."""

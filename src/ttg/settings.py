@@ -28,6 +28,7 @@ ENV_VARS: dict[str, str] = {
     "TTG_LOG_FORMAT": "log_format",
     "TTG_DASHBOARD_TOKEN": "dashboard_token",
     "TTG_SHARD": "shard",
+    "TTG_PRESENCE_SECONDS": "presence_seconds",
 }
 
 
@@ -60,6 +61,8 @@ class Settings:
     dashboard_token: str = ""
     #: ``ttg worker --shard``: "I/N" or "auto/N" (I from JOB_COMPLETION_INDEX); "": off.
     shard: str = ""
+    #: How often a worker supervisor writes its presence beat to the store; 0: never.
+    presence_seconds: float = 2.0
     #: How long an idle child waits between polls of an empty queue.
     poll_seconds: float = 0.05
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -132,6 +135,8 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"lease seconds must be positive, not {s.lease_seconds}.")
     if not s.grace_seconds >= 0:  # also rejects NaN
         raise ConfigError(f"grace seconds must be zero or more, not {s.grace_seconds}.")
+    if not s.presence_seconds >= 0:  # also rejects NaN
+        raise ConfigError(f"presence seconds must be zero (off) or more, not {s.presence_seconds}.")
     if s.log_format not in ("human", "json"):
         raise ConfigError(f"log format must be human or json, not {s.log_format!r}.")
     return s

@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table as RichTable
 
 from .brokers.base import Broker, DeadLetter
+from .presence import WorkerBeat, liveness
 from .stores.base import Progress as SweepProgress
 from .stores.base import SweepInfo
 from .sweep import Sweep
@@ -95,4 +96,25 @@ def sweeps_table(infos: Sequence[SweepInfo], broker: Broker) -> None:
         table.add_row(info.sweep.id, state, f"{p.done}/{p.total}", str(p.failed),
                       f"{q.queued}+{q.leased}", info.sweep.function.rpartition("/")[2],
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated)))
+    Console(file=sys.stdout, width=200).print(table)
+
+
+def workers_table(beats: Sequence[WorkerBeat], *, every: bool = False) -> None:
+    """Worker supervisors by their presence beats (``ttg workers``): alive and stale
+    ones, and with ``every`` the stopped ones too."""
+    now = time.time()
+    rows = [(b, liveness(b, now)) for b in beats]
+    rows = [(b, st) for b, st in rows if every or st != "stopped"]
+    if not rows:
+        click.echo("no live workers" + ("" if every else " (--all shows stopped ones)"))
+        return
+    table = RichTable(box=None, pad_edge=False)
+    for col in ("worker", "status", "heartbeat", "children", "chunks", "holds", "started"):
+        table.add_column(col)
+    for b, st in sorted(rows, key=lambda r: ("alive", "stale", "stopped").index(r[1])):
+        holds = ", ".join(f"{s} [{a}, {z})" for s, a, z in b.leases[:3])
+        holds += f" and {len(b.leases) - 3} more" if len(b.leases) > 3 else ""
+        table.add_row(b.worker, st + (" (stopping)" if b.state == "stopping" else ""),
+                      f"{max(0.0, now - b.beat):.0f} s ago", str(b.children), str(b.chunks), holds or "-",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(b.started)))
     Console(file=sys.stdout, width=200).print(table)

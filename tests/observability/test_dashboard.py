@@ -77,7 +77,10 @@ def test_dashboard_follows_a_running_sweep(dash: Dash, tmp_path: Path) -> None:
         page.goto(dash.url + "/")
         page.wait_for_selector(f'tr[data-sweep="{SWEEP}"]')
         assert _done(page) == 0
+        assert page.locator("#alive").inner_text() == "0 workers alive"
         dash.procs.start(dash.home, "worker", "--allow", "tests.observability.funcs", "--workers", "2")
+        page.wait_for_function("document.querySelector('#alive').textContent == '1 worker alive'",
+                               timeout=15_000)
         seen = [0]
         deadline = time.monotonic() + 60
         while seen[-1] < TOTAL // 3 and time.monotonic() < deadline:
@@ -105,7 +108,13 @@ def test_dashboard_follows_a_running_sweep(dash: Dash, tmp_path: Path) -> None:
         page.wait_for_function(drawn, timeout=15_000)
         colours = page.evaluate(COUNT_COLOURS)
         assert colours > 50, f"the heat map has only {colours} colours"
-        page.locator("#workers tbody tr[data-worker]").first.wait_for(timeout=10_000)
+        # the worker, alive, with its last heartbeat, and the points it committed here
+        live = page.locator('#workers tbody tr[data-status="alive"]').first
+        live.wait_for(timeout=10_000)
+        assert re.fullmatch(r"\d+ s ago", live.locator(".heartbeat").inner_text()), live.inner_text()
+        cells = live.locator("td").all_inner_texts()
+        assert cells[0].rsplit("-", 1)[1].isdigit() and cells[4] == "2", cells  # host-pid, 2 children
+        assert re.search(r"\d+ in \d+ chunks", cells[7]), cells
         assert page.locator("#throughput polyline").count() == 1
         page.wait_for_timeout(300)
         screenshot(page, "dashboard-sweep.png", full_page=True)

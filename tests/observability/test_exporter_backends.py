@@ -1,7 +1,9 @@
 """The sweep exporter reads every broker and store through their interfaces:
-the same numbers from each backend pair."""
+the same numbers from each backend pair, and the same workers by presence."""
 
 from __future__ import annotations
+
+import time
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +15,7 @@ from ttg.codec import Codec
 from ttg.exporter import SweepCollector
 from ttg.metrics import registry
 from ttg.monitor import SweepMonitor
+from ttg.presence import WorkerBeat
 from ttg.records import ChunkRecords
 from ttg.space import RangeSpace
 from ttg.stores.base import ResultStore
@@ -50,3 +53,30 @@ def test_exporter_reads_any_backend(broker: Broker, store: ResultStore) -> None:
     assert got["ttg_sweep_complete", s] == 0
     assert got["ttg_sweep_active", s] == 1
     assert got["ttg_exporter_backend_up", ()] == 1
+
+
+def test_workers_by_presence_on_any_backend(broker: Broker, store: ResultStore) -> None:
+    space = RangeSpace(100)
+    sweep = Sweep.create("tests.funcs:square", space, Options(chunk_size=10), "watched")
+    submit(sweep, space, broker, store, Codec(""))
+    store.commit(sweep.id, ChunkRecords(0, 10, [1] * 10, [1000] * 10, "old-7-8", 1))
+    now = time.time()
+    store.beat(WorkerBeat("h-1", "h", 1, now - 60, now, 2.0, 2, 5, ((sweep.id, 10, 20), ("other", 0, 5))))
+    store.beat(WorkerBeat("h-2", "h", 2, now - 60, now - 30, 2.0, 1, 3, ((sweep.id, 20, 30),)))  # stale
+    store.beat(WorkerBeat("h-3", "h", 3, now - 60, now - 5, 2.0, state="stopped"))
+    store.beat(WorkerBeat("h-4", "h", 4, now - 60, now - 1, 2.0, 1, 0, (("other", 5, 10),)))
+    monitor = SweepMonitor(broker, store)
+    got = _samples(monitor)
+    assert {k: got["ttg_workers", (("status", k),)] for k in ("alive", "stale", "stopped")} == {
+        "alive": 2, "stale": 1, "stopped": 1}
+    every = [(p.worker, p.status) for p in monitor.presence()]
+    assert every == [("h-1", "alive"), ("h-4", "alive"), ("h-2", "stale"), ("h-3", "stopped")]
+    # on one sweep: who holds its chunks, and (once the records were read) who committed to it
+    assert [(p.worker, p.status) for p in monitor.presence(sweep.id)] == [("h-1", "alive"), ("h-2", "stale")]
+    for _ in monitor.column_chunks(sweep.id):
+        pass
+    here = monitor.presence(sweep.id)
+    assert [(p.worker, p.status, p.points) for p in here] == [
+        ("h-1", "alive", 0), ("h-2", "stale", 0), ("old-7", "unknown", 10)]
+    assert here[0].to_json()["leases"] == [{"sweep": sweep.id, "start": 10, "stop": 20},
+                                           {"sweep": "other", "start": 0, "stop": 5}]

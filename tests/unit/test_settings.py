@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert s.home == Path(".ttg")
     assert (s.broker, s.store, s.workers, s.secret, s.allow) == ("", "", 0, "", ())
     assert s.lease_seconds == 10.0
+    assert s.presence_seconds == 2.0
     assert s.worker_count == (os.cpu_count() or 1)
 
 
@@ -61,6 +62,11 @@ def test_none_flags_and_empty_variables_are_ignored() -> None:
     assert s.lease_seconds == 4.0
 
 
+def test_presence_seconds_from_the_environment() -> None:
+    assert settings_mod.load(environ={"TTG_PRESENCE_SECONDS": "0.5"}).presence_seconds == 0.5
+    assert settings_mod.load(environ={"TTG_PRESENCE_SECONDS": "0"}).presence_seconds == 0.0  # off
+
+
 def test_unknown_variables_are_ignored() -> None:
     assert settings_mod.load(environ={"TTG_NOPE": "1", "HOME": "/root"}) == Settings()
 
@@ -92,6 +98,8 @@ def test_bad_numbers_in_the_environment(var: str, raw: str) -> None:
     ({}, {"lease_seconds": -1.0}, "lease seconds must be positive"),
     ({"TTG_GRACE_SECONDS": "-1"}, {}, "grace seconds must be zero or more"),
     ({"TTG_GRACE_SECONDS": "NaN"}, {}, "grace seconds must be zero or more"),
+    ({"TTG_PRESENCE_SECONDS": "-1"}, {}, "presence seconds must be zero"),
+    ({"TTG_PRESENCE_SECONDS": "nan"}, {}, "presence seconds must be zero"),
 ])
 def test_out_of_range_values(env: dict[str, str], flags: dict[str, float], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):

@@ -60,6 +60,9 @@ class Handlers:
     def sweeps(self, request: Request) -> Response:
         return JSONResponse([s.to_json() for s in self.monitor.sweeps()])
 
+    def workers(self, request: Request) -> Response:
+        return JSONResponse({"workers": [p.to_json() for p in self.monitor.presence()], "now": time.time()})
+
     def sweep(self, request: Request) -> Response:
         m, sid = self.monitor, request.path_params["sweep"]
         status = m.status(sid)
@@ -67,6 +70,7 @@ class Handlers:
             "sweep": status.to_json(),
             "throughput": m.throughput_series(sid),
             "workers": [vars(w) for w in m.workers(sid)],
+            "presence": [p.to_json() for p in m.presence(sid)],
             "errors": [{"index": e.index, "status": e.status, "type": e.type, "message": e.message,
                         "traceback": e.traceback, "point": e.point} for e in m.errors(sid)],
             "dead": [{"chunk": str(d.chunk), "reason": d.reason, "at": d.at} for d in m.dead_letters(sid)],
@@ -101,6 +105,7 @@ def create_app(monitor: SweepMonitor, codec: Codec, token: str | None = None,
         Route("/", h.page("index.html")),
         Route("/sweeps/{sweep}", h.page("sweep.html")),
         Route("/api/sweeps", h.sweeps),
+        Route("/api/workers", h.workers),
         Route("/api/sweeps/{sweep}", h.sweep),
         Route("/api/sweeps/{sweep}/plot", h.plot),
         Route("/api/sweeps/{sweep}/cancel", h.action("cancel"), methods=["POST"]),

@@ -16,6 +16,7 @@ from types import TracebackType
 
 from ..chunking import Chunk
 from ..errors import ConfigError
+from ..presence import WorkerBeat
 from ..records import FAILED, ChunkRecords
 from ..sweep import Sweep
 
@@ -137,6 +138,20 @@ class ResultStore(ABC):
             if self._replace(sweep_id, rec, [rec.slice(a, b) for a, b in keep]):
                 reopened.extend(Chunk(a, b) for a, b in redo)
         return reopened
+
+    # -- worker presence (ttg.presence) ------------------------------------------------
+
+    @abstractmethod
+    def beat(self, info: WorkerBeat) -> None:
+        """Store ``info`` as its worker's newest beat, replacing the one before
+        (idempotent), and delete beats older than presence.PRUNE_SECONDS before
+        ``info.beat``. One round trip; raises StoreError (StoreUnavailable when the
+        store cannot be reached)."""
+
+    @abstractmethod
+    def workers(self) -> list[WorkerBeat]:
+        """The newest beat of every worker kept, most recent beat first (ties by
+        worker id)."""
 
     def close(self) -> None:  # noqa: B027 - not every backend holds connections
         """Release connections."""

@@ -36,6 +36,12 @@ first schema of the search path, all prefixed ``ttg_``:
                         ``EXCLUDE USING gist (sweep WITH =, int8range(start, stop) WITH &&)``
                         (extension btree_gist); partial index
                         ``ttg_chunks_failed (sweep, start) WHERE n_failed > 0``.
+``ttg_workers``         one row per worker supervisor (ttg.presence): ``id``
+                        (primary key, host-pid), ``host``, ``pid``, ``state``,
+                        ``started``, ``beat`` (epoch seconds, the worker's
+                        clock), ``interval``, ``children``, ``chunks``, ``leases``
+                        (jsonb ``[[sweep, start, stop], ...]``); rows whose beat
+                        is older than a day are deleted when a beat is written.
 ``ttg_results``         view, one row per index of the chunks that have the SQL
                         copy: ``sweep, index, status, value (jsonb), error,
                         duration_s, worker, attempt``.
@@ -49,8 +55,8 @@ statement tells which. The SQL copy is opt-in because it costs: a
 10,000-point chunk commits 2.5 to 4 times slower with it than as a blob alone
 (figures in docs/backends/postgresql.md).
 
-Connections: one per store object, that is one per worker child, one per
-worker supervisor and one per client command. The connection runs in
+Connections: one per store object, that is one per worker child, two per
+worker supervisor (one for its presence beats) and one per client command. The connection runs in
 autocommit mode: every operation but ``_replace`` and migrations is a single
 statement, atomic by itself and one round trip (an explicit BEGIN/COMMIT
 would make three, and a read would leave the session idle in transaction);
@@ -78,6 +84,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from ..errors import StoreUnavailable
+from ..presence import PRUNE_SECONDS, WorkerBeat
 from ..records import ChunkRecords
 from ..sweep import Sweep
 from .base import Progress, ResultStore, SweepInfo
@@ -125,6 +132,16 @@ ON CONFLICT (sweep, slot) DO UPDATE SET
     n_ok = p.n_ok + excluded.n_ok, n_error = p.n_error + excluded.n_error,
     n_crashed = p.n_crashed + excluded.n_crashed, n_timeout = p.n_timeout + excluded.n_timeout,
     updated = greatest(p.updated, excluded.updated)
+"""
+
+_BEAT = """
+WITH pruned AS (DELETE FROM ttg_workers WHERE beat < %(before)s AND id <> %(id)s)
+INSERT INTO ttg_workers (id, host, pid, state, started, beat, interval, children, chunks, leases)
+VALUES (%(id)s, %(host)s, %(pid)s, %(state)s, %(started)s, %(beat)s, %(interval)s, %(children)s,
+        %(chunks)s, %(leases)s::jsonb)
+ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, state = excluded.state,
+    started = excluded.started, beat = excluded.beat, interval = excluded.interval,
+    children = excluded.children, chunks = excluded.chunks, leases = excluded.leases
 """
 
 _SUMS = ("coalesce(sum(p.n_ok), 0)::bigint, coalesce(sum(p.n_error), 0)::bigint, "
@@ -327,6 +344,23 @@ class PostgresStore(ResultStore):
             return True
 
         return self._run(op)
+
+    # -- worker presence --------------------------------------------------------------
+
+    def beat(self, info: WorkerBeat) -> None:
+        params = {"id": info.worker, "host": info.host, "pid": info.pid, "state": info.state,
+                  "started": info.started, "beat": info.beat, "interval": info.interval,
+                  "children": info.children, "chunks": info.chunks,
+                  "leases": json.dumps([list(x) for x in info.leases]), "before": info.beat - PRUNE_SECONDS}
+        self._run(lambda db: db.execute(_BEAT, params))
+
+    def workers(self) -> list[WorkerBeat]:
+        rows = self._run(lambda db: db.execute(
+            "SELECT id, host, pid, started, beat, interval, children, chunks, leases, state "
+            "FROM ttg_workers ORDER BY beat DESC, id COLLATE \"C\"").fetchall())
+        return [WorkerBeat(str(r[0]), str(r[1]), int(r[2]), float(r[3]), float(r[4]), float(r[5]), int(r[6]),
+                           int(r[7]), tuple((str(s), int(a), int(b)) for s, a, b in r[8]), str(r[9]))
+                for r in rows]
 
     def _replaced(self, db: psycopg.Connection[Any], sweep_id: str, old: ChunkRecords,
                   new: list[ChunkRecords]) -> bool:

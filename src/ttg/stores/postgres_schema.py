@@ -83,9 +83,24 @@ CROSS JOIN LATERAL ROWS FROM (
 ) WITH ORDINALITY AS r(value, status, duration_ns, ord);
 """
 
+#: Worker presence (ttg.presence): the newest beat of each worker supervisor.
+_V2 = """
+CREATE TABLE ttg_workers (
+    id        text PRIMARY KEY,           -- the supervisor's id, host-pid
+    host      text NOT NULL,
+    pid       integer NOT NULL,
+    state     text NOT NULL,              -- running, stopping, stopped
+    started   double precision NOT NULL,  -- epoch seconds, the worker's clock
+    beat      double precision NOT NULL,  -- epoch seconds, the worker's clock
+    interval  double precision NOT NULL,  -- seconds between its beats
+    children  integer NOT NULL,
+    chunks    bigint NOT NULL,            -- chunks finished since it started
+    leases    jsonb NOT NULL              -- [[sweep, start, stop], ...] held now
+);
+"""
 
 
-def _v2_lz4(conn: psycopg.Connection[Any]) -> None:
+def _v3_lz4(conn: psycopg.Connection[Any]) -> None:
     """Compress new result blobs with lz4 instead of pglz: pglz cost the server
     4.6 ms of CPU per 100 kB blob, lz4 1.4 ms (docs/benchmarks.md). Needs
     PostgreSQL 14 built with lz4; elsewhere the column keeps the default."""
@@ -97,7 +112,7 @@ def _v2_lz4(conn: psycopg.Connection[Any]) -> None:
 
 
 #: SQL, or a function of the connection for a step that depends on the server.
-MIGRATIONS: list[str | Callable[[psycopg.Connection[Any]], None]] = [_V1, _v2_lz4]
+MIGRATIONS: list[str | Callable[[psycopg.Connection[Any]], None]] = [_V1, _V2, _v3_lz4]
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = """

@@ -8,6 +8,9 @@ Keys:
 ``ttg:r:{sweep}``      zset of committed ranges, member ``start:stop`` scored by start.
 ``ttg:d:{sweep}``      hash start -> the chunk's records blob (see ttg.records).
 ``ttg:fail:{sweep}``   zset of committed ranges that hold failed records.
+``ttg:workers``        hash worker id -> its newest beat as JSON (ttg.presence.WorkerBeat).
+``ttg:workers:beat``   zset worker id -> the time of that beat; beats older than a
+                       day leave both keys when a beat is written (one script).
 
 A commit is one Lua script: it looks up the committed range with the largest
 start below the new stop; the new range overlaps something exactly when that
@@ -27,6 +30,7 @@ import redis
 
 from ..brokers.redis_streams import connect, describe
 from ..errors import StoreUnavailable
+from ..presence import PRUNE_SECONDS, WorkerBeat
 from ..records import ChunkRecords
 from ..sweep import Sweep
 from .base import Progress, ResultStore, SweepInfo
@@ -81,12 +85,26 @@ return 1
 """
 
 
+_BEAT = """
+-- ARGV: worker id, beat JSON, beat time, prune before
+redis.call('HSET', 'ttg:workers', ARGV[1], ARGV[2])
+redis.call('ZADD', 'ttg:workers:beat', ARGV[3], ARGV[1])
+local old = redis.call('ZRANGEBYSCORE', 'ttg:workers:beat', '-inf', '(' .. ARGV[4])
+if #old > 0 then
+  redis.call('HDEL', 'ttg:workers', unpack(old))
+  redis.call('ZREM', 'ttg:workers:beat', unpack(old))
+end
+return #old
+"""
+
+
 class RedisStore(ResultStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.r = connect(url, StoreUnavailable)
         self._commit = self.r.register_script(_COMMIT)
         self._replace_script = self.r.register_script(_REPLACE)
+        self._beat = self.r.register_script(_BEAT)
 
     def _do(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -189,6 +207,15 @@ class RedisStore(ResultStore):
             args += [rec.start, rec.stop, rec.encode(), len(rec) - n.get("ok", 0),
                      *(n.get(k, 0) for k in _COUNTS)]
         return bool(self._do(lambda: self._replace_script(keys=[], args=args)))
+
+    def beat(self, info: WorkerBeat) -> None:
+        args = [info.worker, info.to_json(), repr(info.beat), repr(info.beat - PRUNE_SECONDS)]
+        self._do(lambda: self._beat(keys=[], args=args))
+
+    def workers(self) -> list[WorkerBeat]:
+        raw: dict[bytes, bytes] = self._do(lambda: self.r.hgetall("ttg:workers"))
+        beats = [WorkerBeat.from_json(v) for v in raw.values()]
+        return sorted(beats, key=lambda b: (-b.beat, b.worker))
 
     def close(self) -> None:
         self.r.close()

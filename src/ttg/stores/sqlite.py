@@ -9,6 +9,9 @@ Tables:
              ends it, ``data`` is the msgpack blob of its records (see
              ttg.records) and ``n_failed`` lets failures be found without
              decoding. Ranges of one sweep never overlap.
+``workers``  one row per worker supervisor: its id, its newest beat (Unix time)
+             and that beat as JSON (ttg.presence.WorkerBeat); rows older than
+             a day are deleted when a beat is written.
 
 A commit runs in ``BEGIN IMMEDIATE``: it finds the committed range with the
 largest start below the new stop; the new range overlaps something exactly
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from .. import sqlitedb
 from ..errors import ConfigError, StoreUnavailable
+from ..presence import PRUNE_SECONDS, WorkerBeat
 from ..records import ChunkRecords
 from ..sweep import Sweep
 from .base import Progress, ResultStore, SweepInfo
@@ -50,7 +54,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     n_failed INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (sweep, start)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    beat REAL NOT NULL,
+    record TEXT NOT NULL
+)
 """
 
 _COUNTS = ("ok", "error", "crashed", "timeout")
@@ -162,6 +171,18 @@ class SqliteStore(ResultStore):
                            (sweep_id, rec.start, rec.stop, len(rec) - counts.get("ok", 0), rec.encode()))
                 _add_counts(db, sweep_id, counts, +1)
         return True
+
+    def beat(self, info: WorkerBeat) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM workers WHERE beat < ?", (info.beat - PRUNE_SECONDS,))
+            db.execute("INSERT INTO workers (id, beat, record) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                       "SET beat = excluded.beat, record = excluded.record",
+                       (info.worker, info.beat, info.to_json()))
+
+    def workers(self) -> list[WorkerBeat]:
+        rows = sqlitedb.guarded(StoreUnavailable, lambda: self._db.execute(
+            "SELECT record FROM workers ORDER BY beat DESC, id").fetchall())
+        return [WorkerBeat.from_json(r[0]) for r in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -7,6 +7,10 @@ new child. It extends its children's leases itself (heartbeat.py), so a child
 stuck in native code that holds the GIL keeps its lease, and it kills a child
 whose current call has run past the sweep's timeout.
 
+Every ``presence_seconds`` it also writes a presence beat to the result
+store (presence.py: who it is, its children, what they hold), from a thread
+of its own so that a slow store never delays the loop.
+
 SIGTERM (or Ctrl-C): stop leasing, let running chunks finish for up to
 ``grace_seconds``, then kill what is left and release those chunks without
 counting an attempt; exit status 0. Children ignore SIGINT and SIGTERM (the
@@ -20,8 +24,10 @@ import mmap
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from types import FrameType
@@ -30,11 +36,13 @@ from typing import Any
 from ..brokers.base import Broker, Lease
 from ..errors import BrokerError, TtgError
 from ..events import Events
+from ..presence import MAX_LEASES, WorkerBeat
 from ..retry import Failure
 from ..settings import Settings
 from .child import ChildOptions
 from .heartbeat import Heartbeat
 from .pipe import child_main
+from .presence import Presence
 
 log = logging.getLogger(__name__)
 _CTX = multiprocessing.get_context("fork")
@@ -85,6 +93,13 @@ class Supervisor:
         self.stopping = False
         self._stop_deadline = 0.0
         self.restarts = 0
+        #: chunks the children finished (committed, skipped or dead-lettered)
+        self.chunks_done = 0
+        self.host = options.worker_id or socket.gethostname()
+        #: host-pid; each child's id is host-pid-childpid
+        self.worker_id = f"{self.host}-{os.getpid()}"
+        self.started = time.time()
+        self.presence: Presence | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -92,6 +107,7 @@ class Supervisor:
         """Run until stopped (signal, on_tick, or every child drained)."""
         previous = self._install_signals()
         try:
+            self._start_presence()
             for n in range(self.processes):
                 self._spawn(n)
             while self.slots:
@@ -99,6 +115,8 @@ class Supervisor:
         finally:
             self._kill_all()
             self._restore_signals(previous)
+            if self.presence is not None:
+                self.presence.stop(self._beat("stopped"))
 
     def request_stop(self, grace: float | None = None) -> None:
         if self.stopping:
@@ -141,6 +159,28 @@ class Supervisor:
                     _kill(slot)
         if self.on_tick is not None and not self.stopping and self.on_tick():
             self.request_stop()
+        if self.presence is not None:
+            self.presence.update(self._beat("stopping" if self.stopping else "running"))
+
+    # -- presence ------------------------------------------------------------
+
+    def _start_presence(self) -> None:
+        if self.settings.presence_seconds <= 0:
+            return
+        from ..stores import open_store
+
+        settings = self.settings
+        create = settings.broker_url.startswith("local://")  # as the children open it
+        self.presence = Presence(lambda: open_store(settings, create=create), self._beat("running"))
+        self.presence.start()
+
+    def _beat(self, state: str) -> WorkerBeat:
+        """What this supervisor says of itself now (time set when written)."""
+        leases = [(s.lease.sweep_id, s.lease.chunk.start, s.lease.chunk.stop)
+                  for s in self.slots.values() if s.lease is not None]
+        return WorkerBeat(self.worker_id, self.host, os.getpid(), self.started, 0.0,
+                          self.settings.presence_seconds, len(self.slots), self.chunks_done,
+                          tuple(sorted(leases)[:MAX_LEASES]), state)
 
     # -- children ------------------------------------------------------------
 
@@ -149,7 +189,9 @@ class Supervisor:
         beacon = memoryview(mmap.mmap(-1, 16)).cast("q")
         proc = _CTX.Process(target=child_main, name=f"ttg-child-{number}", daemon=True,
                             args=(child_conn, beacon, self.settings, self.options, os.getpid()))
-        proc.start()
+        # not in the middle of a presence write's driver call (see presence.py)
+        with self.presence.quiet() if self.presence is not None else nullcontext():
+            proc.start()
         child_conn.close()
         self.slots[number] = Slot(number, proc, parent_conn, beacon)
 
@@ -163,6 +205,7 @@ class Supervisor:
                 elif msg[0] == "finished":
                     if slot.lease is not None and slot.lease.token == msg[1]:
                         slot.lease = None  # (a proxied ack_and_lease may have replaced it already)
+                    self.chunks_done += 1
                 elif msg[0] == "report":
                     self.events.chunk_report(msg[1])
                 elif msg[0] == "bye":

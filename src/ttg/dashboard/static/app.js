@@ -59,6 +59,10 @@ function tick() { document.getElementById("clock").textContent = new Date().toLo
 
 async function refreshIndex() {
   try {
+    const ws = await api("/api/workers");
+    const alive = ws.workers.filter(w => w.status === "alive").length;
+    const stale = ws.workers.filter(w => w.status === "stale").length;
+    document.getElementById("alive").textContent = `${alive} worker${alive === 1 ? "" : "s"} alive` + (stale ? `, ${stale} stale` : "");
     const sweeps = await api("/api/sweeps");
     const body = document.querySelector("#sweeps tbody");
     body.replaceChildren();
@@ -96,10 +100,7 @@ async function refreshSweep() {
     document.getElementById("facts").replaceChildren(...facts.map(([k, v]) =>
       el("div", {}, el("dt", { text: k }), el("dd", { class: k === "state" ? "state-" + v : "", text: v }))));
     drawThroughput(d.throughput, d.now);
-    document.querySelector("#workers tbody").replaceChildren(...(d.workers.length ? d.workers.map(w =>
-      el("tr", { "data-worker": w.worker }, el("td", { text: w.worker }), el("td", { text: num(w.points) }), el("td", { text: num(w.chunks) }),
-        el("td", { text: ago(w.last_commit, d.now) }))) :
-      [el("tr", {}, el("td", { colspan: 4, class: "muted", text: "no records yet" }))]));
+    drawWorkers(d.presence, d.now);
     document.getElementById("errcount").textContent = s.failed ? `(${num(s.failed)} failed points${s.failed > d.errors.length ? ", first " + d.errors.length + " shown" : ""})` : "(none)";
     document.querySelector("#errors tbody").replaceChildren(...d.errors.map(e => el("tr", { "data-index": e.index },
       el("td", { text: e.index }), el("td", { text: e.status }),
@@ -110,6 +111,24 @@ async function refreshSweep() {
     problem(null);
   } catch (e) { problem(e); }
   tick();
+}
+
+function holds(w) {
+  if (!w.leases.length) return w.status === "alive" ? "idle" : "–";
+  const shown = w.leases.slice(0, 3).map(x => `${x.sweep} [${num(x.start)}, ${num(x.stop)})`).join(", ");
+  return w.leases.length > 3 ? `${shown} and ${w.leases.length - 3} more` : shown;
+}
+
+function drawWorkers(workers, now) {
+  document.querySelector("#workers tbody").replaceChildren(...(workers.length ? workers.map(w =>
+    el("tr", { "data-worker": w.worker, "data-status": w.status },
+      el("td", { text: w.worker }), el("td", { text: w.host || "–" }),
+      el("td", { class: "status-" + w.status, text: w.status + (w.state === "stopping" ? " (stopping)" : "") }),
+      el("td", { class: "heartbeat", text: w.age === null ? "none" : duration(w.age) + " ago" }),
+      el("td", { text: num(w.children) }), el("td", { text: num(w.chunks_done) }), el("td", { text: holds(w) }),
+      el("td", { text: w.chunks ? `${num(w.points)} in ${num(w.chunks)} chunks` : "–" }),
+      el("td", { text: w.chunks ? ago(w.last_commit, now) : "–" }))) :
+    [el("tr", {}, el("td", { colspan: 9, class: "muted", text: "no worker holds or has committed any of its chunks yet" }))]));
 }
 
 function drawThroughput(series, now) {
