@@ -68,6 +68,28 @@ def test_sigkill_a_whole_worker(home: Path, tmp_path: Path, procs: Procs) -> Non
     assert all(runs[i] == 1 for i in range(20, 40))
 
 
+def test_a_killed_worker_nobody_reaped_counts_as_dead(home: Path, tmp_path: Path, procs: Procs) -> None:
+    """A worker SIGKILLed by a parent that never wait()s for it stays a zombie:
+    ``kill(pid, 0)`` still succeeds. The embedded broker must still see it dead and
+    hand its chunk to the next worker at once, not after the lease period (60 s)."""
+    counter = tmp_path / "counter"
+    env = {"TTG_TEST_COUNTER": str(counter), "TTG_LEASE_SECONDS": "60"}
+    sweep = submit(home, "tests.funcs:counted_slow", "--range", "40", "--chunk-size", "20")
+    first = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "1", **env)
+    wait_until(lambda: sum(executions(counter).values()) >= 3, 10, "the first chunk to start")
+    kids = children(first.pid)
+    os.kill(first.pid, signal.SIGKILL)
+    wait_until(lambda: not any(alive(k) for k in kids), 5, "the orphaned child to die with its supervisor")
+    state = Path(f"/proc/{first.pid}/stat").read_text().rpartition(")")[2].split()[0]
+    assert state == "Z", "the killed worker should be an unreaped zombie for this test"
+
+    second = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "2", "--burst", **env)
+    assert second.wait(20) == 0, second.stderr
+    assert_exactly_once(home, sweep, 40)
+    assert attempts(home, sweep, tmp_path) == {i: 2 if i < 20 else 1 for i in range(40)}
+    assert first.wait(5) == -signal.SIGKILL  # reaped only now
+
+
 def test_sigterm_releases_a_long_chunk_without_counting_an_attempt(home: Path, tmp_path: Path,
                                                                  procs: Procs) -> None:
     counter = tmp_path / "counter"

@@ -227,13 +227,19 @@ def _gone(owner: str, host: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie (exited, not yet reaped by a parent that
+    does not wait() for it: ``kill(pid, 0)`` still succeeds for those)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, someone else's
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):  # not Linux, or gone meanwhile: kill() said it was there
+        return True
 
 
 def _rowid(lease: Lease) -> int:
