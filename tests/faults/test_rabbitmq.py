@@ -227,26 +227,39 @@ def test_sigkill_a_whole_worker_its_chunks_come_back_at_once(home: Path, procs: 
     assert takeover < TAKEOVER_BOUND < LONG_LEASE, f"committed only {takeover:.2f} s after the kill"
 
 
-def test_sigkill_a_child_that_had_a_chunk_leased_ahead(home: Path, procs: Procs, vhost: RabbitVhost,
-                                                       admin: Any) -> None:
-    """While plenty is queued, the supervisor leases each busy child's next chunk ahead.
-    A child killed then loses its running chunk (attempt 2 elsewhere) and its next one
-    goes back to the queue uncounted (attempt 1). Every index ends with exactly one record."""
+def test_prefetched_chunks_survive_a_dead_child_and_go_back_uncounted_at_sigterm(
+        home: Path, tmp_path: Path, procs: Procs, vhost: RabbitVhost, admin: Any) -> None:
+    """The supervisor consumes with a prefetch of two chunks per child, so while its
+    children compute it already holds their next chunks. A child killed then loses
+    only its running chunk (attempt 2 elsewhere); the prefetched ones go to the other
+    child. At SIGTERM the prefetched chunks nobody started go back to the queue without
+    an attempt counted. Every index ends with exactly one record."""
     total, url = 2000, vhost.url
     sweep = submit(home, "tests.funcs:sleep_ms", "--range", str(total), "--chunk-size", "20",
                    "--broker", url, "--store", store_url(home))
-    [worker] = start_workers(procs, home, url, [2])
+    worker = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "2", "--grace", "30",
+                         "--broker", url, "--store", store_url(home))
     reach(home, sweep, total * 0.3, [worker])
-    # both children busy, each with a chunk running and (queue long) one leased ahead
     held = wait_until(lambda: (n := sum(unacked(vhost.name).values())) >= 4 and n, 5,
-                      "two running chunks and two leased ahead")
-    assert held == 4, f"the worker held {held} deliveries (2 children: 2 running + 2 ahead)"
+                      "two running chunks and two prefetched")
+    assert held == 4, f"the worker held {held} deliveries (2 children: 2 running + 2 prefetched)"
     os.kill(children(worker.pid)[0], signal.SIGKILL)
-    wait_all([worker], 60)
-    assert "died on" in worker.stderr, worker.stderr
+    wait_until(lambda: "died on" in worker.stderr, 5, "the supervisor to see the child die")
+    reach(home, sweep, total * 0.6, [worker])
+
+    worker.signal_group(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.stderr
+    # nothing is held any more; the prefetched chunks went back without an attempt counted,
+    # which the next worker's attempts show
+    assert sum(unacked(vhost.name).values()) == 0
+    assert ready(admin, f"ttg.q.{sweep}") > 0
+
+    finisher = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "2", "--burst",
+                           "--broker", url, "--store", store_url(home))
+    assert finisher.wait(60) == 0, finisher.stderr
     assert_exactly_once_in(store_url(home), sweep, total)
     tries = sorted(r.attempt for r in records(home, sweep).values())
-    assert tries.count(2) == 1 and set(tries) == {1, 2}, tries  # the ahead chunk did not count
+    assert tries.count(2) == 1 and set(tries) == {1, 2}, tries  # only the killed child's chunk
 
 
 # -- 2. the server closes a worker's connection mid-chunk ----------------------------------------

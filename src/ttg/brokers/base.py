@@ -35,9 +35,6 @@ class Lease:
     failures: int
     last_failure: Failure | None
     priority: int = 0
-    #: chunks still queued in its sweep behind this one when it was leased, where
-    #: the broker tells (AMQP's message count); None when unknown
-    queued_behind: int | None = None
 
     @property
     def attempt(self) -> int:
@@ -137,6 +134,11 @@ class Broker(ABC):
     def cancel(self, sweep_id: str) -> int:
         """Drop the sweep's queued chunks and refuse its leased ones at their next
         extend; returns how many chunks were dropped."""
+
+    def set_capacity(self, holders: int) -> None:  # noqa: B027 - a hint only some backends use
+        """This client leases for ``holders`` chunk holders at once (a supervisor's
+        children): a backend that can keep the next chunks coming ahead of the
+        requests may size that by it."""
 
     def service(self) -> None:  # noqa: B027 - only connection-bound brokers need it
         """Keep the connection alive (heartbeats); called by the supervisor every tick."""

@@ -21,11 +21,15 @@ Queues (vhost of the URL):
                        ``ttg.listen.{client}`` to it, so an idle worker sees new
                        work at once instead of waiting for the next listing.
 
-An idle worker polls with ``basic.get``: a sweep queue found empty is tried again
-after a delay that doubles from 10 ms to 0.5 s, and at once when ``ttg.sweeps``
+A worker supervisor (``set_capacity``: N children) consumes from each sweep queue
+it leases from, with a prefetch of 2N unacknowledged deliveries: RabbitMQ pushes
+the next chunks while the current ones run, and they wait in ``_inbox`` until a
+child asks. Without one waiting (and for plain clients, which set no capacity),
+``basic.get`` takes a chunk; a sweep queue found empty is tried again after a
+delay that doubles from 10 ms to 0.5 s, and at once when ``ttg.sweeps``
 announces it.
 
-A lease is an unacknowledged ``basic.get`` delivery: it lasts exactly as long
+A lease is an unacknowledged delivery (pushed or got): it lasts exactly as long
 as the connection that took it, and RabbitMQ redelivers it at once when that
 connection closes (a worker killed, a machine cut off: its heartbeats stop).
 There is no deadline to extend; ``extend`` only checks the lease still exists.
@@ -68,6 +72,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -132,6 +137,11 @@ class RabbitBroker(Broker):
         #: sweep -> (next basic.get not before, current backoff) for queues found empty
         self._empty: dict[str, tuple[float, float]] = {}
         self._listen_ch: Any = None
+        #: deliveries our consumers received and nobody leased yet: sweep -> (method, props, body)
+        self._inbox: dict[str, deque[tuple[Any, Any, bytes]]] = {}
+        #: sweep -> tag of our consumer on its queue (only with a ``capacity``)
+        self._consumers: dict[str, str] = {}
+        self.capacity = 0
         if not log.isEnabledFor(logging.DEBUG) and logging.getLogger("pika").level == logging.NOTSET:
             # pika logs each failed connection (with a traceback) and each closed channel at
             # ERROR/WARNING; TTG reports every one of them itself, in one line
@@ -148,7 +158,7 @@ class RabbitBroker(Broker):
                 self._conn = pika.BlockingConnection(self._params)
                 self._ch = self._conn.channel()
                 self._ch.confirm_delivery()
-                self._ch.basic_qos(prefetch_count=0)
+                self._ch.add_on_cancel_callback(self._on_consumer_cancelled)
                 break
             except pika.exceptions.ProbableAuthenticationError as exc:
                 raise BrokerUnavailable(f"RabbitMQ at {_safe(self.url)} refused the credentials; check "
@@ -165,9 +175,7 @@ class RabbitBroker(Broker):
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self._generation += 1
-        self._outstanding.clear()
-        self._bodies.clear()
-        self._chunks.clear()
+        self._forget_deliveries()
         self._declared.clear()
 
     def _do(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
@@ -265,13 +273,20 @@ class RabbitBroker(Broker):
         try:
             self._ch = self._conn.channel()
             self._ch.confirm_delivery()
+            self._ch.add_on_cancel_callback(self._on_consumer_cancelled)
         except _AMQP_ERRORS:
             self._close_quietly()
             self._connect()
         self._generation += 1  # deliveries of the closed channel are gone
+        self._forget_deliveries()
+
+    def _forget_deliveries(self) -> None:
+        """The channel that held our deliveries (and consumers) is gone: RabbitMQ has them back."""
         self._outstanding.clear()
         self._bodies.clear()
         self._chunks.clear()
+        self._inbox.clear()
+        self._consumers.clear()
 
     def _close_quietly(self) -> None:
         try:
@@ -360,20 +375,85 @@ class RabbitBroker(Broker):
     def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
         return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
 
+    def set_capacity(self, holders: int) -> None:
+        """Consume from each sweep queue leased from, with a prefetch of two chunks per
+        holder: RabbitMQ pushes the next chunks while the current ones run, instead
+        of answering a ``basic.get`` (a replicated log entry on a quorum queue) for
+        each. ``basic.get`` stays the fallback when none is waiting here."""
+        self.capacity = 2 * holders
+
     def _try_lease(self, sweep_id: str | None) -> Lease | None:
-        self._do(self._listen)
+        self._do(self._listen)  # (also takes in what the consumers received)
         now = time.monotonic()
         for s in [sweep_id] if sweep_id else self._sweeps():
+            box = self._inbox.get(s)
+            got: Lease | None
+            if box:  # pushed to us: no request needed (a delivery of a lost channel is forgotten)
+                got = self._do(partial(self._lease_from, s, *box.popleft()), retry=False)
+                if got is not None:
+                    return got
+                continue
             ready_at, backoff = self._empty.get(s, (0.0, 0.0))
             if now < ready_at:
                 continue
-            got: Lease | None = self._do(partial(self._get, s))
+            got = self._do(partial(self._get, s))
             if got is not None:
                 self._empty.pop(s, None)
+                if self.capacity:
+                    self._do(partial(self._focus, s))
                 return got
             backoff = min(max(backoff * 2, 0.01), MAX_EMPTY_BACKOFF)
             self._empty[s] = (now + backoff, backoff)
         return None
+
+    def _focus(self, sweep_id: str) -> None:
+        """Consume from this sweep's queue only (the one a chunk just came from, the
+        highest priority with work): chunks of other sweeps do not wait here while
+        this one runs. Those already pushed go back uncounted."""
+        if sweep_id in self._consumers:
+            return
+        for other in list(self._consumers):
+            self._give_back(other)
+        self._consume(sweep_id)
+
+    def _give_back(self, sweep_id: str) -> None:
+        """Stop consuming from this sweep's queue and return the chunks pushed to us that
+        nobody leased, without counting an attempt (republished with their counts,
+        then acked, as ``release`` does). The consumer is cancelled first, so the
+        acks do not bring more; pika nacks what is still on its way (RabbitMQ counts
+        those as redelivered: rare, as the prefetch window is full while nobody asks)."""
+        self._conn.process_data_events(time_limit=0)  # take in what has arrived
+        tag = self._consumers.pop(sweep_id, None)
+        if tag is not None:
+            self._ch.basic_cancel(tag)
+        box = self._inbox.pop(sweep_id, None)
+        while box:
+            lease = self._lease_from(sweep_id, *box.popleft())
+            if lease is not None:
+                self.release(lease)
+
+    def _consume(self, sweep_id: str) -> None:
+        self._ch.basic_qos(prefetch_count=self.capacity)
+        try:
+            tag = self._ch.basic_consume(_names(sweep_id)[0], partial(self._on_delivery, sweep_id))
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:  # no such queue (cancelled): basic.get finds nothing either
+                self._reopen_channel()
+                return
+            raise
+        self._consumers[sweep_id] = tag
+        self._inbox.setdefault(sweep_id, deque())
+
+    def _on_delivery(self, sweep_id: str, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        self._inbox.setdefault(sweep_id, deque()).append((method, props, body))
+
+    def _on_consumer_cancelled(self, frame: Any) -> None:
+        """RabbitMQ ended a consumer: its queue was deleted (``ttg cancel``)."""
+        tag = frame.method.consumer_tag
+        for sweep, t in list(self._consumers.items()):
+            if t == tag:
+                del self._consumers[sweep]
+                self._inbox.pop(sweep, None)  # deleted with their queue
 
     def _get(self, sweep_id: str) -> Lease | None:
         try:
@@ -385,6 +465,11 @@ class RabbitBroker(Broker):
             raise
         if method is None:
             return None
+        return self._lease_from(sweep_id, method, props, body)
+
+    def _lease_from(self, sweep_id: str, method: Any, props: Any, body: bytes) -> Lease | None:
+        """A delivery (got or pushed) as a Lease; None when it is not a TTG chunk (then
+        it is moved to the dead-letter queue)."""
         h = props.headers or {}
         try:
             chunk = Chunk(int(h["ttg-start"]), int(h["ttg-stop"]))
@@ -408,7 +493,7 @@ class RabbitBroker(Broker):
         self._chunks[token] = chunk
         return Lease(sweep_id, chunk, body, token,
                      self.clock() + self.lease_seconds, int(h.get("ttg-failures") or 0) + lost, failure,
-                     int(h.get("ttg-priority") or 0), int(method.message_count))
+                     int(h.get("ttg-priority") or 0))
 
     def extend(self, lease: Lease) -> Lease:
         exists = self._current(lease).token in self._outstanding and self._do(
@@ -523,6 +608,7 @@ class RabbitBroker(Broker):
                 queued += self._count(q) + self._count(delay_q)
                 dead += self._count(dead_q)
             mine = sum(1 for s in self._outstanding.values() if sweep_id is None or s == sweep_id)
+            mine += sum(len(box) for s, box in self._inbox.items() if sweep_id is None or s == sweep_id)
             return QueueStats(queued, mine, dead)
 
         result: QueueStats = self._do(read)
@@ -536,6 +622,8 @@ class RabbitBroker(Broker):
             for name in (q, delay_q):
                 self._ch.queue_delete(name)
             self._declared.discard(sweep_id)
+            self._consumers.pop(sweep_id, None)
+            self._inbox.pop(sweep_id, None)
             for token in [t for t, s in self._outstanding.items() if s == sweep_id]:
                 del self._outstanding[token]  # RabbitMQ dropped those deliveries with the queue
                 self._bodies.pop(token, None)
@@ -547,12 +635,16 @@ class RabbitBroker(Broker):
     def close(self) -> None:
         """Close the connection: RabbitMQ gives every lease it held back at once.
         (Using the broker again opens a new connection.)"""
+        if self._consumers and self._conn is not None and self._conn.is_open:
+            try:  # pushed chunks nobody started: back without counting an attempt
+                for sweep in list(self._consumers):
+                    self._give_back(sweep)
+            except (BrokerUnavailable, *_AMQP_ERRORS) as exc:
+                log.debug("could not give back prefetched chunks: %r", exc)
         self._close_quietly()
-        self._outstanding.clear()
+        self._forget_deliveries()
         self._orphans.clear()
         self._moved.clear()
-        self._bodies.clear()
-        self._chunks.clear()
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -69,11 +69,6 @@ class Slot:
     watched_since: float = field(default_factory=time.monotonic)
     #: a proxied lease request waiting for a chunk: (seq, worker id, sweep id, give up at)
     wants_lease: tuple[int, str, str | None, float] | None = None
-    #: (worker id, sweep id) of the child's lease requests (proxied brokers)
-    asks_as: tuple[str, str | None] | None = None
-    #: a chunk leased ahead for the child while it computes (proxied brokers, plenty
-    #: queued): its next request gets it without waiting for the broker
-    ready: Lease | None = None
 
 
 class Supervisor:
@@ -90,6 +85,8 @@ class Supervisor:
         self.slots: dict[int, Slot] = {}
         self.events = events or Events()
         self.heartbeat = Heartbeat(broker, self.events)
+        if broker.holds_leases:  # the children's chunks come through this client
+            broker.set_capacity(self.processes)
         self.stopping = False
         self._stop_deadline = 0.0
         self.restarts = 0
@@ -125,7 +122,6 @@ class Supervisor:
         self.stopping = True
         self._stop_deadline = time.monotonic() + (self.settings.grace_seconds if grace is None else grace)
         for slot in self.slots.values():
-            self._give_back_ready(slot)
             _send(slot.conn, ("stop",))
             self._read(slot)
             if slot.lease is None:
@@ -149,7 +145,6 @@ class Supervisor:
             if slot.process.sentinel in ready:
                 self._on_exit(slot)
         self._serve_leases()
-        self._lease_ahead()
         self._check_timeouts()
         self.heartbeat.beat(self.slots.values(), self._lease_lost)
         if self.stopping and time.monotonic() >= self._stop_deadline:
@@ -227,7 +222,6 @@ class Supervisor:
                     _send(slot.conn, ("ret", seq, False, exc))
                     return
                 slot.lease, args, kwargs = None, args[1:], {**kwargs, "timeout": 0.0}
-            slot.asks_as = (args[0], kwargs.get("sweep_id"))
             slot.wants_lease = (seq, args[0], kwargs.get("sweep_id"), time.monotonic() + kwargs["timeout"])
             self._serve_leases()
             return
@@ -249,9 +243,7 @@ class Supervisor:
                 continue
             seq, worker_id, sweep_id, give_up = slot.wants_lease
             try:
-                lease, slot.ready = slot.ready, None
-                if lease is None:
-                    lease = self.broker.lease(worker_id, timeout=0, sweep_id=sweep_id)
+                lease = self.broker.lease(worker_id, timeout=0, sweep_id=sweep_id)
             except TtgError as exc:
                 slot.wants_lease = None
                 _send(slot.conn, ("ret", seq, False, exc))
@@ -262,42 +254,12 @@ class Supervisor:
             slot.lease = lease  # ours to release if the child dies before it reports
             _send(slot.conn, ("ret", seq, True, lease))
 
-    def _lease_ahead(self) -> None:
-        """Lease the next chunk of each busy child of a proxied broker while it
-        computes, so that its next request does not wait for the broker (a
-        quorum queue's basic.get costs milliseconds). Only while more than two
-        chunks per child are still queued: the last ones go to whoever asks
-        first, so no chunk waits here while another worker is idle."""
-        if not self.broker.holds_leases or self.stopping:
-            return
-        plenty = 2 * len(self.slots)
-        for slot in self.slots.values():
-            lease, busy = slot.lease, slot.wants_lease is None
-            if (slot.ready is not None or lease is None or not busy or slot.asks_as is None
-                    or (lease.queued_behind or 0) <= plenty):
-                continue
-            try:
-                slot.ready = self.broker.lease(slot.asks_as[0], timeout=0, sweep_id=slot.asks_as[1])
-            except TtgError as exc:
-                log.debug("could not lease ahead: %s", exc)
-                return
-
-    def _give_back_ready(self, slot: Slot) -> None:
-        """Release a chunk leased ahead that its child will not take (not an attempt)."""
-        lease, slot.ready = slot.ready, None
-        if lease is not None:
-            try:
-                self.broker.release(lease)
-            except BrokerError as exc:  # the connection's end gives it back anyway
-                log.debug("could not release %s %s: %s", lease.sweep_id, lease.chunk, exc)
-
     def _on_exit(self, slot: Slot) -> None:
         self._read(slot)  # messages sent just before dying
         slot.process.join()
         code = slot.process.exitcode
         del self.slots[slot.number]
         slot.conn.close()
-        self._give_back_ready(slot)
         if slot.lease is not None:
             self._release_dead(slot, code)
         if self.stopping or slot.retiring in ("drained", "stop"):
@@ -350,7 +312,6 @@ class Supervisor:
             _kill(slot)
             slot.process.join(5)
             self._read(slot)
-            self._give_back_ready(slot)
             if slot.lease is not None:
                 self._release_dead(slot, slot.process.exitcode)
             self.slots.pop(slot.number, None)
