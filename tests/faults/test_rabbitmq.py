@@ -376,6 +376,34 @@ def test_foreign_and_wrongly_signed_messages_are_dead_lettered(home: Path, tmp_p
     assert "dead-letter [5, 10): message signature does not match" in errors
 
 
+# -- 4b. a submit waits for every publisher confirm, all at once ---------------------------------
+
+
+def test_bulk_submit_returns_only_when_every_chunk_is_confirmed(vhost: RabbitVhost, admin: Any) -> None:
+    """A submit of many chunks publishes them on a connection of its own and waits for
+    all their confirms at once; when it returns, every chunk is in the queue. When
+    RabbitMQ cannot take them (the queue is gone), it raises instead of returning."""
+    import pika as pika_mod
+
+    from ttg.brokers.rabbitmq import BULK_PUBLISH
+    from ttg.brokers.rabbitmq_publish import publish_confirmed
+    from ttg.errors import BrokerUnavailable
+
+    with open_broker(settings_mod.load(environ={}), vhost.url) as broker:
+        n = 5 * BULK_PUBLISH
+        assert broker.submit("bulk", [(Chunk(i, i + 1), b"x") for i in range(n)]) == n
+        assert ready(admin, "ttg.q.bulk") == n
+        got = [broker.lease("w", timeout=1, sweep_id="bulk") for _ in range(n)]
+        assert sorted(lease.chunk.start for lease in got if lease is not None) == list(range(n))
+
+    params = pika_mod.URLParameters(vhost.url)
+    props = pika_mod.BasicProperties(delivery_mode=2)
+    with pytest.raises(BrokerUnavailable, match=r"could not be routed to ttg\.q\.nowhere"):
+        publish_confirmed(params, "ttg.q.nowhere", [(b"x", props)] * 3)
+    with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        publish_confirmed(pika_mod.URLParameters("amqp://guest:guest@127.0.0.1:1/%2F"), "q", [(b"x", props)])
+
+
 # -- 5. wrong password, nothing listening, no such virtual host ---------------------------------------
 
 

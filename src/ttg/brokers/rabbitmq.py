@@ -86,12 +86,15 @@ from ..chunking import Chunk
 from ..errors import BrokerUnavailable, LeaseLost
 from ..retry import Failure
 from .base import Broker, DeadLetter, Lease, QueueStats, poll
+from .rabbitmq_publish import publish_confirmed
 
 log = logging.getLogger(__name__)
 
 DELIVERY_LIMIT = 50
 #: fanout exchange announcing new work (see the module docstring)
 ANNOUNCE = "ttg.sweeps"
+#: from this many chunks on, a submit waits for their confirms all at once (rabbitmq_publish)
+BULK_PUBLISH = 16
 #: how long an empty queue is left alone at most before the next basic.get
 MAX_EMPTY_BACKOFF = 0.5
 # pika also raises ValueError ("Timeout closed before call") from a connection that
@@ -352,24 +355,27 @@ class RabbitBroker(Broker):
         self._empty.pop(sweep, None)
 
     def _publish(self, queue: str, body: bytes, headers: dict[str, Any], expiration_ms: int = 0) -> None:
-        props = pika.BasicProperties(delivery_mode=2, headers=headers,
-                                     expiration=str(expiration_ms) if expiration_ms else None)
-        self._ch.basic_publish("", queue, body, props, mandatory=True)
+        self._ch.basic_publish("", queue, body, _props(headers, expiration_ms), mandatory=True)
 
     # -- the contract ------------------------------------------------------------------------
 
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
+        todo = list(items)
+
         def go() -> int:
             self._declare(sweep_id, priority)
-            n = 0
-            for chunk, body in items:
-                self._publish(_names(sweep_id)[0], body, _headers(sweep_id, chunk, 0, None, priority))
-                n += 1
-                if n == 1:  # workers can start on it while the rest is published
-                    self._announce(sweep_id, priority)
-            return n
+            q = _names(sweep_id)[0]
+            for chunk, body in todo[:1]:  # workers can start on it while the rest is published
+                self._publish(q, body, _headers(sweep_id, chunk, 0, None, priority))
+                self._announce(sweep_id, priority)
+            rest = [(body, _props(_headers(sweep_id, chunk, 0, None, priority))) for chunk, body in todo[1:]]
+            if len(rest) >= BULK_PUBLISH:
+                publish_confirmed(self._params, q, rest)
+            else:
+                for body, props in rest:
+                    self._ch.basic_publish("", q, body, props, mandatory=True)
+            return len(todo)
 
-        items = list(items)
         return int(self._do(go))
 
     def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
@@ -723,6 +729,12 @@ class RabbitBroker(Broker):
         except (urllib.error.URLError, OSError, ValueError) as exc:
             log.debug("RabbitMQ management API unavailable at %s: %s", self.management, exc)
             return None
+
+
+def _props(headers: dict[str, Any], expiration_ms: int = 0) -> pika.BasicProperties:
+    """A persistent message's properties."""
+    return pika.BasicProperties(delivery_mode=2, headers=headers,
+                                expiration=str(expiration_ms) if expiration_ms else None)
 
 
 def _names(sweep_id: str) -> tuple[str, str, str]:
