@@ -54,9 +54,10 @@ work as before. One that another worker got first is left to finish anyway
 (its commit is idempotent, its ack a no-op): it is further along than the copy.
 
 Publishing waits for the publisher confirms (of many chunks at once, see
-ttg.brokers.rabbitmq_publish), so a ``submit`` that returned is never lost. Submitting is not deduplicated (AMQP has no way to ask what a
-queue holds): the client queues only uncommitted ranges, and a duplicate chunk
-that does get queued is acknowledged without being computed. Queue depth
+ttg.brokers.rabbitmq_publish), so a ``submit`` that returned is never lost.
+Submitting is not deduplicated (AMQP has no way to ask what a queue holds):
+the client queues only uncommitted ranges, and a duplicate chunk that does get
+queued is acknowledged without being computed. Queue depth
 (``leased``) and the sweep list come from the management plugin's HTTP API
 (port 15672, or ``?management=URL`` in the broker URL); without it ``leased``
 counts only this process's leases and workers need ``--sweep``.
