@@ -57,6 +57,9 @@ local function field(flat, name)
 end
 """
 
+# tell the workers blocked on ttg:wake (in ``lease``) that a chunk is ready
+_WAKE = "redis.call('XADD', 'ttg:wake', 'MAXLEN', '~', 100, '*', 's', 1)"
+
 _SUBMIT = """
 -- KEYS: q, keyset, active, cancelled, all; ARGV: sweep, priority, (start, stop, body)...
 redis.call('SREM', KEYS[4], ARGV[1])
@@ -73,7 +76,7 @@ for i = 3, #ARGV, 3 do
     n = n + 1
   end
 end
-if n > 0 then redis.call('XADD', 'ttg:wake', 'MAXLEN', '~', 100, '*', 's', 1) end
+if n > 0 then """ + _WAKE + """ end
 return n
 """
 
@@ -111,9 +114,6 @@ local function lease(consumer, idle, only)
   return {'0-0'}
 end
 """
-
-# tell the workers blocked on ttg:wake (in ``lease``) that a chunk is ready
-_WAKE = "redis.call('XADD', 'ttg:wake', 'MAXLEN', '~', 100, '*', 's', 1)"
 
 _LEASE = _LEASE_FN + """
 -- ARGV: consumer, min idle ms, only this sweep ('' for any)
