@@ -239,9 +239,13 @@ class Supervisor:
 
     def _serve_leases(self) -> None:
         for slot in self.slots.values():
-            if slot.wants_lease is None or self.stopping:
+            if slot.wants_lease is None:
                 continue
             seq, worker_id, sweep_id, give_up = slot.wants_lease
+            if self.stopping:  # no more work: the child sees "stop" next and exits
+                slot.wants_lease = None
+                _send(slot.conn, ("ret", seq, True, None))
+                continue
             try:
                 lease = self.broker.lease(worker_id, timeout=0, sweep_id=sweep_id)
             except TtgError as exc:
