@@ -1,8 +1,9 @@
 """PostgreSQL-specific faults, with the real server: backends terminated while two
 writers race over the same chunks; a commit the server made whose reply never
 arrived; a whole `ttg run` whose backends are terminated again and again; the
-server restarted mid-sweep; workers migrating a fresh schema all at once; wrong
-password, missing database, no server; export of a sweep stored in PostgreSQL.
+server restarted mid-sweep; workers migrating a fresh schema all at once; a child
+killed while its previous chunk's commit waits on a lock; wrong password, missing
+database, no server; export of a sweep stored in PostgreSQL.
 Each time every index ends with exactly one record and the counters are exact.
 
 The shared server (this run's schema, see tests/conftest.py) trusts every
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -35,13 +37,16 @@ from tests.conftest import (
     POSTGRES_SCHEMA,
     POSTGRES_URL,
     assert_exactly_once_in,
+    broker_url,
     empty_postgres,
+    empty_redis,
     postgres_url,
+    rabbit_vhost,
     store_records_per_index,
     sweep_id_from,
     ttg,
 )
-from tests.processes import Procs, table_rows, wait_until
+from tests.processes import Procs, children, table_rows, wait_until
 from ttg import settings as settings_mod
 from ttg.chunking import plan
 from ttg.errors import ConfigError
@@ -305,7 +310,57 @@ def test_concurrent_first_connections_migrate_once(admin: psycopg.Connection[Any
         open_store(SETTINGS, url)
 
 
-# -- 5. a private server: wrong password, restart mid-sweep ----------------------------------
+# -- 5. a child killed while its last chunk's commit waits on the server --------------------
+
+
+@pytest.mark.parametrize("kind", ["redis", "amqp"])
+def test_child_killed_while_its_previous_chunk_commits(kind: str, home: Path, procs: Procs,
+                                                       admin: psycopg.Connection[Any]) -> None:
+    """A child commits a chunk in a thread while it computes the next one. Killed with
+    a commit held up by a lock, its supervisor releases both chunks at once: the
+    computing one counts a failed attempt ("died on" names it alone), the committing
+    one does not. Every index ends with exactly one record."""
+    schema = f"ttg_commit_{uuid.uuid4().hex[:8]}"
+    empty_postgres(schema)
+    store = postgres_url(schema)
+    if kind == "redis":
+        empty_redis()
+    else:
+        rabbit_vhost(home).create()
+    broker = broker_url(kind, home)
+    total, size = 200, 50  # chunks of 1 s (tests.funcs:slow, 20 ms a point)
+    out = ttg(home, "submit", "tests.funcs:slow", "--range", str(total), "--chunk-size", str(size),
+              "--broker", broker, "--store", store, check=True)
+    sweep = sweep_id_from(out.stdout)
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as locker:
+            locker.execute("BEGIN")
+            locker.execute(f"LOCK TABLE {schema}.ttg_progress IN SHARE MODE")  # commits wait
+            worker = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "1", "--burst",
+                                 "--broker", broker, "--store", store, TTG_LEASE_SECONDS="60")
+            wait_until(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "
+                "'%INSERT INTO ttg_chunks%'").fetchone()[0] == 1, 15, "the first chunk's commit to wait")
+            time.sleep(0.3)  # the second chunk is computing
+            os.kill(children(worker.pid)[0], signal.SIGKILL)
+            wait_until(lambda: "died on" in worker.stderr, 5, "the supervisor to see the child die")
+            terminate_waiting = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                 "wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ttg_chunks%'")
+            admin.execute(terminate_waiting)  # the dead child's commit: it never happened
+            locker.execute("ROLLBACK")
+        assert worker.wait(60) == 0, worker.stderr
+        died = [ln for ln in worker.stderr.splitlines() if "died on" in ln]
+        assert len(died) == 1 and f"{sweep} [50, 100)" in died[0], died  # the computing chunk only
+        assert_exactly_once_in(store, sweep, total)
+        with open_store(SETTINGS, store) as s:  # both ran again; the kill was no fault of theirs
+            assert s.progress(sweep) == Progress(total, ok=total)
+    finally:
+        if kind == "amqp":
+            procs.cleanup()
+            rabbit_vhost(home).delete()
+
+
+# -- 6. a private server: wrong password, restart mid-sweep ----------------------------------
 
 
 class PrivatePostgres:
@@ -431,7 +486,7 @@ def test_server_restart_mid_sweep(home: Path, procs: Procs, private_pg: PrivateP
         assert s.progress("restart") == Progress(total, ok=total)
 
 
-# -- 6. export of a sweep stored in PostgreSQL, and the SQL view ----------------------------
+# -- 7. export of a sweep stored in PostgreSQL, and the SQL view ----------------------------
 
 
 def test_export_and_sql_view(home: Path, admin: psycopg.Connection[Any], tmp_path: Path) -> None:

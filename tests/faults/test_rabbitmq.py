@@ -229,7 +229,7 @@ def test_sigkill_a_whole_worker_its_chunks_come_back_at_once(home: Path, procs: 
 
 def test_prefetched_chunks_survive_a_dead_child_and_go_back_uncounted_at_sigterm(
         home: Path, tmp_path: Path, procs: Procs, vhost: RabbitVhost, admin: Any) -> None:
-    """The supervisor consumes with a prefetch of two chunks per child, so while its
+    """The supervisor consumes with a prefetch of three chunks per child, so while its
     children compute it already holds their next chunks. A child killed then loses
     only its running chunk (attempt 2 elsewhere); the prefetched ones go to the other
     child. At SIGTERM the prefetched chunks nobody started go back to the queue without
@@ -240,9 +240,9 @@ def test_prefetched_chunks_survive_a_dead_child_and_go_back_uncounted_at_sigterm
     worker = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "2", "--grace", "30",
                          "--broker", url, "--store", store_url(home))
     reach(home, sweep, total * 0.3, [worker])
-    held = wait_until(lambda: (n := sum(unacked(vhost.name).values())) >= 4 and n, 5,
-                      "two running chunks and two prefetched")
-    assert held == 4, f"the worker held {held} deliveries (2 children: 2 running + 2 prefetched)"
+    held = wait_until(lambda: (n := sum(unacked(vhost.name).values())) >= 6 and n, 5,
+                      "two running chunks and four prefetched")
+    assert held == 6, f"the worker held {held} deliveries (2 children: 2 running + 4 prefetched)"
     os.kill(children(worker.pid)[0], signal.SIGKILL)
     wait_until(lambda: "died on" in worker.stderr, 5, "the supervisor to see the child die")
 

@@ -22,7 +22,8 @@ Queues (vhost of the URL):
                        work at once instead of waiting for the next listing.
 
 A worker supervisor (``set_capacity``: N children) consumes from each sweep queue
-it leases from, with a prefetch of 2N unacknowledged deliveries: RabbitMQ pushes
+it leases from, with a prefetch of 3N unacknowledged deliveries (a child holds
+the chunk it computes and the one it commits; the third waits): RabbitMQ pushes
 the next chunks while the current ones run, and they wait in ``_inbox`` until a
 child asks. Without one waiting (and for plain clients, which set no capacity),
 ``basic.get`` takes a chunk; a sweep queue found empty is tried again after a
@@ -383,11 +384,12 @@ class RabbitBroker(Broker):
         return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
 
     def set_capacity(self, holders: int) -> None:
-        """Consume from each sweep queue leased from, with a prefetch of two chunks per
-        holder: RabbitMQ pushes the next chunks while the current ones run, instead
-        of answering a ``basic.get`` (a replicated log entry on a quorum queue) for
-        each. ``basic.get`` stays the fallback when none is waiting here."""
-        self.capacity = 2 * holders
+        """Consume from each sweep queue leased from, with a prefetch of three chunks per
+        holder (one computing, one committing, one waiting): RabbitMQ pushes the
+        next chunks while the current ones run, instead of answering a
+        ``basic.get`` (a replicated log entry on a quorum queue) for each.
+        ``basic.get`` stays the fallback when none is waiting here."""
+        self.capacity = 3 * holders
 
     def _try_lease(self, sweep_id: str | None) -> Lease | None:
         self._do(self._listen)  # (also takes in what the consumers received)

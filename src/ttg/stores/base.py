@@ -57,6 +57,12 @@ class SweepInfo:
 class ResultStore(ABC):
     """Commits chunk results idempotently and answers progress and export."""
 
+    #: ``commit`` may run in a thread of its own while the caller computes (the
+    #: client waits on a server with the GIL released). The worker then commits a
+    #: chunk while it computes the next one; it never uses the store from two
+    #: threads at once.
+    concurrent_commit = False
+
     def register(self, sweep: Sweep) -> Sweep:
         """Record a sweep (idempotent). Registering the same work again keeps its
         results and takes the new options; a different sweep under an existing

@@ -149,6 +149,8 @@ _SUMS = ("coalesce(sum(p.n_ok), 0)::bigint, coalesce(sum(p.n_error), 0)::bigint,
 
 
 class PostgresStore(ResultStore):
+    concurrent_commit = True  # the driver releases the GIL while the server works
+
     def __init__(self, url: str) -> None:
         """Connect (failing at once, with one sentence, when the server, the
         database or the credentials are wrong) and migrate the schema."""

@@ -99,6 +99,8 @@ return #old
 
 
 class RedisStore(ResultStore):
+    concurrent_commit = True  # the driver releases the GIL while the server works
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.r = connect(url, StoreUnavailable)

@@ -8,6 +8,14 @@ committed is acked without computing it again, so redelivery never produces a
 second record. The child tells its supervisor what it holds (``Reporter``), so
 the supervisor can extend the lease while the function runs and release it
 at once if the child dies.
+
+On a store over the network (``ResultStore.concurrent_commit``) a chunk's
+commit runs in a thread of the child while the next chunk computes: the
+server's round trip and write no longer stand between two chunks. The
+committing chunk stays leased until its commit returns and it is acked (with
+the lease request after that), so a child holds at most two chunks, and one
+that dies leaves both to be redelivered: the committed one is acked without
+computing, and only the computing one counts a failed attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +48,8 @@ class Reporter(Protocol):
     """How a child tells its supervisor what it is doing."""
 
     def leased(self, lease: Lease, timeout: float | None) -> None: ...
+    def computed(self, lease: Lease) -> None:
+        """The function is done with this chunk; its results are being committed."""
     def finished(self, lease: Lease) -> None: ...
     def stop_requested(self) -> bool: ...
 
@@ -109,8 +120,12 @@ class ChildLoop:
         self._functions: dict[str, Callable[[Any], Any]] = {}
         self._spaces: dict[str, Space] = {}
         self.chunks_done = 0
-        #: a chunk whose results are committed, to ack with the next lease
-        self._unacked: Lease | None = None
+        #: chunks whose results are committed, to ack with the next lease
+        self._unacked: list[Lease] = []
+        #: a chunk being committed in the background: (lease, sweep id, its commit)
+        self._pending: tuple[Lease, str, Future[list[ChunkRecords]]] | None = None
+        self._committer = (ThreadPoolExecutor(1, thread_name_prefix="ttg-commit")
+                           if store.concurrent_commit else None)
 
     def run(self) -> str:
         """Lease and handle chunks until told to stop; returns why it stopped:
@@ -118,7 +133,12 @@ class ChildLoop:
         try:
             return self._loop()
         finally:
-            self._flush_ack()
+            try:
+                self._settle()
+            finally:
+                self._flush_ack()
+                if self._committer is not None:
+                    self._committer.shutdown()
 
     def _loop(self) -> str:
         o = self.options
@@ -127,12 +147,14 @@ class ChildLoop:
                 return "stop"
             lease = self._next_lease()
             if lease is None:
+                self._settle()  # nothing to compute meanwhile: finish the commit, ack it now
+                self._flush_ack()
                 if o.burst and self._drained():
                     return "drained"
                 continue
             self.events.chunk_leased(lease)
             self.events.chunk_finished(lease, self.handle(lease))
-            if self._unacked is None:
+            if not self._holds(lease):
                 self.reporter.finished(lease)
             self.chunks_done += 1
             if o.max_chunks and self.chunks_done >= o.max_chunks:
@@ -146,8 +168,9 @@ class ChildLoop:
         results are committed already, so a worker that dies in between only
         leaves a chunk that is redelivered and acked without computing."""
         o = self.options
-        done, self._unacked = self._unacked, None
-        if done is not None:
+        if self._unacked:
+            done = self._unacked.pop()
+            self._flush_ack()  # (more than one only after a skipped chunk)
             lease = self.broker.ack_and_lease(done, o.worker_id, sweep_id=o.sweep_id)
             self.reporter.finished(done)
             if lease is not None:
@@ -155,20 +178,37 @@ class ChildLoop:
         return self.broker.lease(o.worker_id, timeout=o.poll_seconds, sweep_id=o.sweep_id)
 
     def _flush_ack(self) -> None:
-        done, self._unacked = self._unacked, None
-        if done is None:
+        while self._unacked:
+            done = self._unacked.pop()
+            try:
+                self.broker.ack(done)
+                self.reporter.finished(done)
+            except TtgError as exc:  # committed: it comes back and is acked without computing
+                log.warning("could not ack %s %s: %s", done.sweep_id, done.chunk, exc)
+
+    def _holds(self, lease: Lease) -> bool:
+        """Whether ``lease`` is still to be acked (committing, or committed and unacked)."""
+        pending = self._pending is not None and self._pending[0].token == lease.token
+        return pending or any(u.token == lease.token for u in self._unacked)
+
+    def _settle(self) -> None:
+        """Wait for the commit running in the background, if any (re-raising its
+        error); its chunk is then acked with the next lease request. Called before
+        any other use of the store, which is never used by two threads at once."""
+        if self._pending is None:
             return
-        try:
-            self.broker.ack(done)
-            self.reporter.finished(done)
-        except TtgError as exc:  # committed: it comes back and is acked without computing
-            log.warning("could not ack %s %s: %s", done.sweep_id, done.chunk, exc)
+        lease, sweep_id, commit = self._pending
+        self._pending = None
+        for rec in commit.result():
+            self.events.committed(sweep_id, rec)
+        self._unacked.append(lease)
 
     def _drained(self) -> bool:
         """Nothing left for a burst worker: nothing queued or leased. A broker that
         cannot see other workers' leases (RabbitMQ) cannot tell whether a chunk
         held elsewhere may still come back, so with ``--sweep`` the store decides."""
         o = self.options
+        self._settle()
         if self.broker.stats(o.sweep_id).active:
             return False
         if self.broker.exact_leased or o.sweep_id is None:
@@ -194,6 +234,7 @@ class ChildLoop:
         if isinstance(decision, Isolated):
             rec = failed_record(lease.chunk, decision.status, decision.reason, self.options.worker_id,
                                 lease.attempt, task.rows)
+            self._settle()
             if self.store.commit(task.sweep_id, rec):
                 self.events.committed(task.sweep_id, rec)
             self.broker.dead_letter(lease, decision.reason)
@@ -209,21 +250,38 @@ class ChildLoop:
             self.broker.dead_letter(lease, str(exc))
             return "unrunnable"
         outcome = "skipped"  # everything was committed already
-        for part in self._to_compute(task, lease):
+        parts = self._to_compute(task, lease)
+        for part in parts:
             rec = self._run(fn, space, task, part, lease.attempt)
             make_storable(rec)
             outcome = "computed"
-            if self.store.commit(task.sweep_id, rec):
-                self.events.committed(task.sweep_id, rec)
-            else:
-                log.info("%s %s was already committed by another worker", task.sweep_id, rec.chunk)
-                self._commit_gaps(task.sweep_id, rec)
-            if rec.stop < part.stop:  # chunk_size="auto": hand the rest back
+            self._settle()  # the previous chunk's commit, which ran meanwhile
+            if rec.stop < part.stop:  # chunk_size="auto": commit, then hand the rest back
+                self._commit_now(task.sweep_id, rec)
                 per_point = sum(rec.durations) / len(rec) / 1e9
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
                 self._requeue(task, lease, rest)
-        self._unacked = lease
+            elif part is parts[-1] and self._committer is not None:
+                commit = self._committer.submit(self._commit, task.sweep_id, rec)
+                self._pending = (lease, task.sweep_id, commit)
+                self.reporter.computed(lease)
+                return outcome
+            else:
+                self._commit_now(task.sweep_id, rec)
+        self._unacked.append(lease)
         return outcome
+
+    def _commit_now(self, sweep_id: str, rec: ChunkRecords) -> None:
+        for piece in self._commit(sweep_id, rec):
+            self.events.committed(sweep_id, piece)
+
+    def _commit(self, sweep_id: str, rec: ChunkRecords) -> list[ChunkRecords]:
+        """Commit ``rec``; returns what this call committed (``rec``, or the parts of
+        it nobody else had committed). Runs in the commit thread or in the loop's."""
+        if self.store.commit(sweep_id, rec):
+            return [rec]
+        log.info("%s %s was already committed by another worker", sweep_id, rec.chunk)
+        return self._commit_gaps(sweep_id, rec)
 
     def _to_compute(self, task: Task, lease: Lease) -> list[Chunk]:
         """The parts of the chunk without committed results. On a chunk's first
@@ -234,6 +292,7 @@ class ChildLoop:
         ``_commit_gaps`` would still keep every index to one record."""
         if lease.attempt == 1 and (self.broker.dedupes or task.raw.get("first") is True):
             return [task.chunk]
+        self._settle()
         return self.store.uncommitted(task.sweep_id, task.chunk)
 
     def _run(self, fn: Callable[[Any], Any], space: Space | None, task: Task, part: Chunk,
@@ -260,16 +319,18 @@ class ChildLoop:
         return ChunkRecords(part.start, part.start + n, values, durations, self.options.worker_id,
                             attempt, statuses, errors, params)
 
-    def _commit_gaps(self, sweep_id: str, rec: ChunkRecords) -> None:
-        """Commit the parts of ``rec`` still without records. Another worker may
-        have committed only part of the range meanwhile (its lease was lost, or it
-        cut the chunk elsewhere) and died before handing the rest back; acking
-        without these would leave those indices with no record."""
+    def _commit_gaps(self, sweep_id: str, rec: ChunkRecords) -> list[ChunkRecords]:
+        """Commit the parts of ``rec`` still without records, and return them. Another
+        worker may have committed only part of the range meanwhile (its lease was
+        lost, or it cut the chunk elsewhere) and died before handing the rest back;
+        acking without these would leave those indices with no record."""
+        committed = []
         while gaps := self.store.uncommitted(sweep_id, rec.chunk):
             for gap in gaps:  # a refusal means someone else committed there: look again
                 piece = rec.slice(gap.start, gap.stop)
                 if self.store.commit(sweep_id, piece):
-                    self.events.committed(sweep_id, piece)
+                    committed.append(piece)
+        return committed
 
     def _requeue(self, task: Task, lease: Lease, pieces: list[Chunk]) -> None:
         items = [(p, self.codec.encode(task.body_for(p))) for p in pieces]

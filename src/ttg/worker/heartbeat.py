@@ -31,18 +31,35 @@ class Heartbeat:
         self.extended = 0
 
     def beat(self, slots: Iterable[Slot], on_lost: Callable[[Slot, Lease, LeaseLost], None]) -> None:
+        """Extend what each child holds: the chunk it computes (a lost one stops the
+        child) and the ones it commits (a lost one is only forgotten: its commit is
+        refused or already done, and its ack finds nothing to ack)."""
         now = self.broker.clock()
-        period = self.broker.lease_seconds
         for slot in slots:
             lease = slot.lease
-            if lease is None or slot.killed_for is not None or now < lease.deadline - period * 2 / 3:
-                continue
-            try:
-                slot.lease = self.broker.extend(lease)
-                self.extended += 1
-                self.events.lease_extended(slot.lease)
-            except LeaseLost as exc:
-                self.events.lease_lost(lease)
-                on_lost(slot, lease, exc)
-            except BrokerError as exc:
-                log.warning("heartbeat for %s %s failed (will retry): %s", lease.sweep_id, lease.chunk, exc)
+            if lease is not None and slot.killed_for is None:
+                try:
+                    slot.lease = self._extend(lease, now)
+                except LeaseLost as exc:
+                    on_lost(slot, lease, exc)
+            for token, held in list(slot.committing.items()):
+                try:
+                    slot.committing[token] = self._extend(held, now)
+                except LeaseLost:
+                    slot.committing.pop(token, None)
+
+    def _extend(self, lease: Lease, now: float) -> Lease:
+        """``lease``, extended once a third of its period has passed."""
+        if now < lease.deadline - self.broker.lease_seconds * 2 / 3:
+            return lease
+        try:
+            lease = self.broker.extend(lease)
+        except LeaseLost:
+            self.events.lease_lost(lease)
+            raise
+        except BrokerError as exc:
+            log.warning("heartbeat for %s %s failed (will retry): %s", lease.sweep_id, lease.chunk, exc)
+            return lease
+        self.extended += 1
+        self.events.lease_extended(lease)
+        return lease

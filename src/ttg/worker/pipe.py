@@ -44,6 +44,9 @@ class ChildPipe:
     def leased(self, lease: Lease, timeout: float | None) -> None:
         self.conn.send(("leased", replace(lease, body=b""), timeout))
 
+    def computed(self, lease: Lease) -> None:
+        self.conn.send(("computed", lease.token))
+
     def finished(self, lease: Lease) -> None:
         self.conn.send(("finished", lease.token))
 

@@ -57,7 +57,11 @@ class Slot:
     conn: Connection
     #: shared int64s written by the child: [index being computed + 1 (0: none)]
     beacon: memoryview
+    #: the chunk the child computes
     lease: Lease | None = None
+    #: chunks it has computed and is committing, or committed and not yet acked,
+    #: by token: a death releases them without counting an attempt
+    committing: dict[str, Lease] = field(default_factory=dict)
     timeout: float | None = None
     #: why the supervisor killed it (a timeout), or None
     killed_for: Failure | None = None
@@ -124,7 +128,7 @@ class Supervisor:
         for slot in self.slots.values():
             _send(slot.conn, ("stop",))
             self._read(slot)
-            if slot.lease is None:
+            if slot.lease is None and not slot.committing:
                 # idle (or leased a moment ago: then its chunk is released
                 # uncounted when its death is handled), so no need to wait for it
                 slot.killed_for_shutdown = True
@@ -171,8 +175,8 @@ class Supervisor:
 
     def _beat(self, state: str) -> WorkerBeat:
         """What this supervisor says of itself now (time set when written)."""
-        leases = [(s.lease.sweep_id, s.lease.chunk.start, s.lease.chunk.stop)
-                  for s in self.slots.values() if s.lease is not None]
+        leases = [(x.sweep_id, x.chunk.start, x.chunk.stop) for s in self.slots.values()
+                  for x in ([s.lease] if s.lease is not None else []) + list(s.committing.values())]
         return WorkerBeat(self.worker_id, self.host, os.getpid(), self.started, 0.0,
                           self.settings.presence_seconds, len(self.slots), self.chunks_done,
                           tuple(sorted(leases)[:MAX_LEASES]), state)
@@ -197,9 +201,12 @@ class Supervisor:
                 if msg[0] == "leased":
                     slot.lease, slot.timeout = msg[1], msg[2]
                     slot.watched_index, slot.watched_since = 0, time.monotonic()
-                elif msg[0] == "finished":
+                elif msg[0] == "computed":
                     if slot.lease is not None and slot.lease.token == msg[1]:
-                        slot.lease = None  # (a proxied ack_and_lease may have replaced it already)
+                        slot.committing[msg[1]] = slot.lease
+                        slot.lease = None
+                elif msg[0] == "finished":
+                    _forget(slot, msg[1])  # (a proxied ack_and_lease may have done it already)
                     self.chunks_done += 1
                 elif msg[0] == "report":
                     self.events.chunk_report(msg[1])
@@ -221,7 +228,8 @@ class Supervisor:
                 except TtgError as exc:
                     _send(slot.conn, ("ret", seq, False, exc))
                     return
-                slot.lease, args, kwargs = None, args[1:], {**kwargs, "timeout": 0.0}
+                _forget(slot, args[0].token)
+                args, kwargs = args[1:], {**kwargs, "timeout": 0.0}
             slot.wants_lease = (seq, args[0], kwargs.get("sweep_id"), time.monotonic() + kwargs["timeout"])
             self._serve_leases()
             return
@@ -234,7 +242,7 @@ class Supervisor:
             _send(slot.conn, ("ret", seq, False, exc))
             return
         if method in ("ack", "release", "dead_letter"):
-            slot.lease = None
+            _forget(slot, args[0].token)
         _send(slot.conn, ("ret", seq, True, result))
 
     def _serve_leases(self) -> None:
@@ -264,8 +272,7 @@ class Supervisor:
         code = slot.process.exitcode
         del self.slots[slot.number]
         slot.conn.close()
-        if slot.lease is not None:
-            self._release_dead(slot, code)
+        self._release_dead(slot, code)
         if self.stopping or slot.retiring in ("drained", "stop"):
             return
         if code != 0 or slot.retiring == "recycle":
@@ -273,7 +280,13 @@ class Supervisor:
             self._spawn(slot.number)
 
     def _release_dead(self, slot: Slot, code: int | None) -> None:
-        assert slot.lease is not None
+        """Release what a dead child held: the chunk it computed counts a failed
+        attempt (unless killed for shutdown); the ones it was committing do not."""
+        for lease in slot.committing.values():
+            self._release(lease, None)
+        slot.committing.clear()
+        if slot.lease is None:
+            return
         failure = None
         if not slot.killed_for_shutdown:
             index = slot.beacon[0] - 1 if slot.beacon[0] > 0 else None
@@ -281,10 +294,13 @@ class Supervisor:
             log.warning("child %s died on %s %s: %s", slot.number, slot.lease.sweep_id,
                         slot.lease.chunk, failure.reason)
             self.events.chunk_failed(slot.lease, failure)
+        self._release(slot.lease, failure)
+
+    def _release(self, lease: Lease, failure: Failure | None) -> None:
         try:
-            self.broker.release(slot.lease, failure=failure)
+            self.broker.release(lease, failure=failure)
         except BrokerError as exc:  # the lease will expire and come back anyway
-            log.error("could not release %s %s: %s", slot.lease.sweep_id, slot.lease.chunk, exc)
+            log.error("could not release %s %s: %s", lease.sweep_id, lease.chunk, exc)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -316,8 +332,7 @@ class Supervisor:
             _kill(slot)
             slot.process.join(5)
             self._read(slot)
-            if slot.lease is not None:
-                self._release_dead(slot, slot.process.exitcode)
+            self._release_dead(slot, slot.process.exitcode)
             self.slots.pop(slot.number, None)
 
     # -- signals -------------------------------------------------------------
@@ -349,6 +364,13 @@ def describe_exit(code: int | None, index: int | None) -> str:
                 "SIGABRT": " (aborted)", "SIGBUS": " (bus error)"}.get(name, "")
         return f"the process was killed by {name}{hint}{where}"
     return f"the process exited with status {code}{where} (os._exit or a crash in native code)"
+
+
+def _forget(slot: Slot, token: str) -> None:
+    """The child is done with this chunk (acked, released or dead-lettered)."""
+    if slot.lease is not None and slot.lease.token == token:
+        slot.lease = None
+    slot.committing.pop(token, None)
 
 
 def _kill(slot: Slot) -> None:
