@@ -99,6 +99,9 @@ ANNOUNCE = "ttg.sweeps"
 BULK_PUBLISH = 16
 #: how long an empty queue is left alone at most before the next basic.get
 MAX_EMPTY_BACKOFF = 0.5
+#: ``service`` reads the connection at most this often (each read is a poll and
+#: pika's dispatch: the supervisor's largest cost per chunk after its acks)
+SERVICE_SECONDS = 0.005
 # pika also raises ValueError ("Timeout closed before call") from a connection that
 # died under it; all of these mean "the connection is gone"
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError, ValueError)
@@ -142,6 +145,8 @@ class RabbitBroker(Broker):
         #: sweep -> (next basic.get not before, current backoff) for queues found empty
         self._empty: dict[str, tuple[float, float]] = {}
         self._listen_ch: Any = None
+        #: when the connection last read what the server sent (``_take_in``)
+        self._read_at = 0.0
         #: deliveries our consumers received and nobody leased yet: sweep -> (method, props, body)
         self._inbox: dict[str, deque[tuple[Any, Any, bytes]]] = {}
         #: sweep -> tag of our consumer on its queue (only with a ``capacity``)
@@ -303,8 +308,10 @@ class RabbitBroker(Broker):
     def service(self) -> None:
         """Answer heartbeats and take in what the server sent (the supervisor calls
         this every tick, so held leases stay alive while children compute)."""
+        if time.monotonic() - self._read_at < SERVICE_SECONDS:
+            return  # read a moment ago (a lease request reads too)
         try:
-            self._conn.process_data_events(time_limit=0)
+            self._take_in()
         except _AMQP_ERRORS as exc:
             log.warning("RabbitMQ connection lost (%r); reconnecting", exc)
             self._close_quietly()
@@ -341,7 +348,7 @@ class RabbitBroker(Broker):
         end it); its messages are dispatched to ``_on_announce`` whenever the
         connection reads (``service``, or here)."""
         if self._listen_ch is not None and self._listen_ch.is_open:
-            self._conn.process_data_events(time_limit=0)
+            self._take_in()
             return
         ch = self._conn.channel()
         ch.exchange_declare(ANNOUNCE, "fanout", durable=True)
@@ -350,6 +357,12 @@ class RabbitBroker(Broker):
         ch.queue_bind(q, ANNOUNCE)
         ch.basic_consume(q, self._on_announce, auto_ack=True)
         self._listen_ch = ch
+
+    def _take_in(self) -> None:
+        """Send what is buffered, read what the server sent and dispatch it (deliveries,
+        announcements, heartbeats), without waiting."""
+        self._conn.process_data_events(time_limit=0)
+        self._read_at = time.monotonic()
 
     def _on_announce(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         sweep = body.decode(errors="replace")
@@ -392,7 +405,9 @@ class RabbitBroker(Broker):
         self.capacity = 3 * holders
 
     def _try_lease(self, sweep_id: str | None) -> Lease | None:
-        self._do(self._listen)  # (also takes in what the consumers received)
+        pushed = any(self._inbox.get(s) for s in ([sweep_id] if sweep_id else self._consumers))
+        if not pushed or time.monotonic() - self._read_at >= SERVICE_SECONDS:
+            self._do(self._listen)  # (also takes in what the consumers received)
         now = time.monotonic()
         for s in [sweep_id] if sweep_id else self._sweeps():
             box = self._inbox.get(s)
@@ -524,7 +539,15 @@ class RabbitBroker(Broker):
     def _ack(self, lease: Lease) -> None:
         if lease.token not in self._outstanding:  # its channel closed: acking the tag would hit another
             return
-        self._ch.basic_ack(int(lease.token.partition(":")[2]))
+        tag = int(lease.token.partition(":")[2])
+        if self.capacity:
+            # A supervisor's ack is only buffered (pika's channel underneath the blocking
+            # one); its next read sends it: at once when the ack came with a lease request,
+            # else within one tick. An ack lost with the connection is harmless: the
+            # chunk is committed, so it comes back and is acked without computing.
+            self._ch._impl.basic_ack(delivery_tag=tag)
+        else:
+            self._ch.basic_ack(tag)
         self._outstanding.pop(lease.token, None)
         self._bodies.pop(lease.token, None)
         self._chunks.pop(lease.token, None)

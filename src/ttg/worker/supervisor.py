@@ -46,6 +46,9 @@ from .presence import Presence
 
 log = logging.getLogger(__name__)
 _CTX = multiprocessing.get_context("fork")
+#: how often the loop hands the presence thread a fresh description of itself (each
+#: beat, every ``presence_seconds``, writes the latest)
+DESCRIBE_EVERY = 0.25
 
 
 @dataclass
@@ -101,6 +104,7 @@ class Supervisor:
         self.worker_id = f"{self.host}-{os.getpid()}"
         self.started = time.time()
         self.presence: Presence | None = None
+        self._described_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -158,7 +162,9 @@ class Supervisor:
                     _kill(slot)
         if self.on_tick is not None and not self.stopping and self.on_tick():
             self.request_stop()
-        if self.presence is not None:
+        now = time.monotonic()
+        if self.presence is not None and (self.stopping or now - self._described_at >= DESCRIBE_EVERY):
+            self._described_at = now
             self.presence.update(self._beat("stopping" if self.stopping else "running"))
 
     # -- presence ------------------------------------------------------------
