@@ -159,7 +159,7 @@ class PostgresStore(ResultStore):
         self.where = safe_url(url)
         self._db: psycopg.Connection[Any] | None = None
         try:
-            self._connection()
+            self._first_connection()
         except psycopg.ProgrammingError as exc:
             if exc.sqlstate is None:  # libpq refused the connection parameters themselves
                 raise malformed(self.where, exc) from exc
@@ -179,6 +179,26 @@ class PostgresStore(ResultStore):
                 raise
             self._db = db
         return self._db
+
+    def _first_connection(self) -> None:
+        """Connect and migrate. An error there means the URL, the server, the database
+        or the credentials are wrong, and is raised at once; but a session cut off
+        once the server had answered (its backend terminated, a restart beginning)
+        is tried again with backoff, as any statement is (``_run``)."""
+        delay, deadline = _BACKOFF_FIRST, time.monotonic() + _RETRY_FOR
+        while True:
+            try:
+                self._connection()
+                return
+            except psycopg.OperationalError as exc:
+                cut_off = (isinstance(exc, pgerrors.AdminShutdown | pgerrors.CrashShutdown
+                                      | pgerrors.CannotConnectNow)
+                           or "closed the connection unexpectedly" in str(exc))
+                if not cut_off or time.monotonic() > deadline:
+                    raise
+                log.warning("PostgreSQL at %s: %s; retrying", self.where, first_line(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
 
     def _discard(self) -> None:
         if self._db is not None:
