@@ -102,6 +102,8 @@ MAX_EMPTY_BACKOFF = 0.5
 #: ``service`` reads the connection at most this often (each read is a poll and
 #: pika's dispatch: the supervisor's largest cost per chunk after its acks)
 SERVICE_SECONDS = 0.005
+#: at close, how long pushes already on their way are waited for (see ``close``)
+SETTLE_SECONDS = 0.05
 # pika also raises ValueError ("Timeout closed before call") from a connection that
 # died under it; all of these mean "the connection is gone"
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError, ValueError)
@@ -138,7 +140,8 @@ class RabbitBroker(Broker):
         self._bodies: dict[str, bytes] = {}
         #: token -> chunk of every lease this client holds
         self._chunks: dict[str, Chunk] = {}
-        self._declared: set[str] = set()
+        #: sweeps whose queues this connection declared: True all, False the chunk queue only
+        self._declared: dict[str, bool] = {}
         self._sweeps_cache: tuple[float, list[str]] = (0.0, [])
         #: sweep -> (priority, when) announced on ttg.sweeps since the last listing
         self._announced: dict[str, tuple[int, float]] = {}
@@ -147,6 +150,8 @@ class RabbitBroker(Broker):
         self._listen_ch: Any = None
         #: when the connection last read what the server sent (``_take_in``)
         self._read_at = 0.0
+        #: a sweep a chunk was just got from, to consume from at the next ``service``
+        self._refocus: str | None = None
         #: deliveries our consumers received and nobody leased yet: sweep -> (method, props, body)
         self._inbox: dict[str, deque[tuple[Any, Any, bytes]]] = {}
         #: sweep -> tag of our consumer on its queue (only with a ``capacity``)
@@ -308,6 +313,12 @@ class RabbitBroker(Broker):
     def service(self) -> None:
         """Answer heartbeats and take in what the server sent (the supervisor calls
         this every tick, so held leases stay alive while children compute)."""
+        if self._refocus is not None:
+            sweep, self._refocus = self._refocus, None
+            try:
+                self._do(partial(self._focus, sweep))
+            except BrokerUnavailable as exc:  # basic.get goes on taking its chunks
+                log.warning("could not consume from %s: %s", sweep, exc)
         if time.monotonic() - self._read_at < SERVICE_SECONDS:
             return  # read a moment ago (a lease request reads too)
         try:
@@ -325,19 +336,27 @@ class RabbitBroker(Broker):
 
     # -- queues ------------------------------------------------------------------------------
 
-    def _declare(self, sweep_id: str, priority: int = 0) -> None:
-        if sweep_id in self._declared:
+    def _declare(self, sweep_id: str, priority: int = 0, *, all_queues: bool = True) -> None:
+        """The sweep's chunk queue, then (``all_queues``) its dead-letter and delay
+        queues. A submit declares those two after its first chunk is queued: nothing
+        is dead-lettered or delayed before a chunk has run, and a worker that does
+        either declares them itself first."""
+        done = self._declared.get(sweep_id)
+        if done or (done is False and not all_queues):
             return
         q, delay, dead = _names(sweep_id)
         ch = self._ch
-        ch.queue_declare(dead, durable=True)
-        ch.queue_declare(q, durable=True, arguments={
-            "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead, "x-ttg-priority": priority})
-        ch.queue_declare(delay, durable=True, arguments={
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q})
-        ch.exchange_declare(ANNOUNCE, "fanout", durable=True)
-        self._declared.add(sweep_id)
+        if done is None:
+            ch.queue_declare(q, durable=True, arguments={
+                "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
+                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead, "x-ttg-priority": priority})
+            ch.exchange_declare(ANNOUNCE, "fanout", durable=True)
+            self._declared[sweep_id] = False
+        if all_queues:
+            ch.queue_declare(dead, durable=True)
+            ch.queue_declare(delay, durable=True, arguments={
+                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q})
+            self._declared[sweep_id] = True
 
     def _announce(self, sweep_id: str, priority: int) -> None:
         props = pika.BasicProperties(headers={"ttg-priority": priority})
@@ -378,11 +397,12 @@ class RabbitBroker(Broker):
         todo = list(items)
 
         def go() -> int:
-            self._declare(sweep_id, priority)
+            self._declare(sweep_id, priority, all_queues=False)
             q = _names(sweep_id)[0]
             for chunk, body in todo[:1]:  # workers can start on it while the rest is published
                 self._publish(q, body, _headers(sweep_id, chunk, 0, None, priority))
                 self._announce(sweep_id, priority)
+            self._declare(sweep_id, priority)
             rest = [(body, _props(_headers(sweep_id, chunk, 0, None, priority))) for chunk, body in todo[1:]]
             if len(rest) >= BULK_PUBLISH:
                 publish_confirmed(self._params, q, rest)
@@ -417,14 +437,16 @@ class RabbitBroker(Broker):
                 if got is not None:
                     return got
                 continue
+            if s in self._consumers:  # the next push comes within the prefetch window; a
+                continue              # basic.get beside it would take a chunk beyond it
             ready_at, backoff = self._empty.get(s, (0.0, 0.0))
             if now < ready_at:
                 continue
             got = self._do(partial(self._get, s))
             if got is not None:
                 self._empty.pop(s, None)
-                if self.capacity:
-                    self._do(partial(self._focus, s))
+                if self.capacity:  # consume from it, once this chunk is on its way (service)
+                    self._refocus = s
                 return got
             backoff = min(max(backoff * 2, 0.01), MAX_EMPTY_BACKOFF)
             self._empty[s] = (now + backoff, backoff)
@@ -653,7 +675,7 @@ class RabbitBroker(Broker):
             n = self._count(q) + self._count(delay_q)
             for name in (q, delay_q):
                 self._ch.queue_delete(name)
-            self._declared.discard(sweep_id)
+            self._declared.pop(sweep_id, None)
             self._consumers.pop(sweep_id, None)
             self._inbox.pop(sweep_id, None)
             for token in [t for t, s in self._outstanding.items() if s == sweep_id]:
@@ -669,6 +691,11 @@ class RabbitBroker(Broker):
         (Using the broker again opens a new connection.)"""
         if self._consumers and self._conn is not None and self._conn.is_open:
             try:  # pushed chunks nobody started: back without counting an attempt
+                # First take in what is on its way: the releases just before (their acks
+                # free prefetch slots) bring more pushes, and a delivery that arrives
+                # while its consumer is being cancelled is rejected by pika, which
+                # RabbitMQ counts as a redelivery.
+                self._conn.process_data_events(time_limit=SETTLE_SECONDS)
                 for sweep in list(self._consumers):
                     self._give_back(sweep)
             except (BrokerUnavailable, *_AMQP_ERRORS) as exc:

@@ -13,9 +13,10 @@ On a store over the network (``ResultStore.concurrent_commit``) a chunk's
 commit runs in a thread of the child while the next chunk computes: the
 server's round trip and write no longer stand between two chunks. The
 committing chunk stays leased until its commit returns and it is acked (with
-the lease request after that), so a child holds at most two chunks, and one
-that dies leaves both to be redelivered: the committed one is acked without
-computing, and only the computing one counts a failed attempt.
+the lease request after that), so a child holds at most two chunks (three on
+RabbitMQ, where it also leases one ahead: pipe.ProxyBroker), and one that dies
+leaves them all to be redelivered: a committed one is acked without computing,
+and only the computing one counts a failed attempt.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ class ChildLoop:
             if self.reporter.stop_requested():
                 return "stop"
             lease = self._next_lease()
+            if lease is not None and self.reporter.stop_requested():
+                self.broker.release(lease)  # handed out as the stop came: back, uncounted
+                return "stop"
             if lease is None:
                 self._settle()  # nothing to compute meanwhile: finish the commit, ack it now
                 self._flush_ack()

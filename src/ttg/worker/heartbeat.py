@@ -32,8 +32,8 @@ class Heartbeat:
 
     def beat(self, slots: Iterable[Slot], on_lost: Callable[[Slot, Lease, LeaseLost], None]) -> None:
         """Extend what each child holds: the chunk it computes (a lost one stops the
-        child) and the ones it commits (a lost one is only forgotten: its commit is
-        refused or already done, and its ack finds nothing to ack)."""
+        child) and the others (a lost one is only forgotten: its commit is refused
+        or already done, and its ack finds nothing to ack)."""
         now = self.broker.clock()
         for slot in slots:
             lease = slot.lease
@@ -42,11 +42,11 @@ class Heartbeat:
                     slot.lease = self._extend(lease, now)
                 except LeaseLost as exc:
                     on_lost(slot, lease, exc)
-            for token, held in list(slot.committing.items()):
+            for token, held in list(slot.held.items()):
                 try:
-                    slot.committing[token] = self._extend(held, now)
+                    slot.held[token] = self._extend(held, now)
                 except LeaseLost:
-                    slot.committing.pop(token, None)
+                    slot.held.pop(token, None)
 
     def _extend(self, lease: Lease, now: float) -> Lease:
         """``lease``, extended once a third of its period has passed."""

@@ -40,6 +40,8 @@ class ChildPipe:
         self.conn = conn
         self._stop = False
         self._seq = 0
+        #: replies that arrived while waiting for another: seq -> ("ret", seq, ok, value)
+        self._replies: dict[int, tuple[Any, ...]] = {}
 
     def leased(self, lease: Lease, timeout: float | None) -> None:
         self.conn.send(("leased", replace(lease, body=b""), timeout))
@@ -60,43 +62,83 @@ class ChildPipe:
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``broker.method(*args, **kwargs)`` in the supervisor; its exceptions re-raise here."""
+        return self.result(self.send_call(method, *args, **kwargs))
+
+    def send_call(self, method: str, *args: Any, **kwargs: Any) -> int:
+        """Ask for ``broker.method(*args, **kwargs)`` without waiting; ``result`` collects it."""
         self._seq += 1
-        seq = self._seq
-        self.conn.send(("call", seq, method, args, kwargs))
-        while True:
-            msg = self.conn.recv()
-            if msg[0] == "ret" and msg[1] == seq:
-                if msg[2]:
-                    return msg[3]
-                raise msg[3]
-            self._take(msg)
+        self.conn.send(("call", self._seq, method, args, kwargs))
+        return self._seq
+
+    def result(self, seq: int) -> Any:
+        """The reply to call ``seq`` (waiting for it); its exceptions re-raise here."""
+        while seq not in self._replies:
+            self._take(self.conn.recv())
+        msg = self._replies.pop(seq)
+        if msg[2]:
+            return msg[3]
+        raise msg[3]
 
     def _take(self, msg: tuple[Any, ...]) -> None:
         if msg[0] == "stop":
             self._stop = True
+        elif msg[0] == "ret":
+            self._replies[msg[1]] = msg
 
 
 class ProxyBroker(Broker):
     """The supervisor's broker, seen from a child (only brokers that hold leases in
-    a connection are proxied; today that is RabbitMQ, whose traits it carries)."""
+    a connection are proxied; today that is RabbitMQ, whose traits it carries).
+
+    Leasing runs one chunk ahead: with each chunk it hands out, it asks the
+    supervisor for the next one without waiting (with the previous chunk's ack),
+    so the answer is in the pipe by the time this chunk is done, and a child
+    never waits for its supervisor between two chunks. A child thus holds up to
+    three chunks: the one it computes, the one it commits and the next; the
+    supervisor releases those it had not started, uncounted, if it dies."""
 
     holds_leases = True
     dedupes = False
     exact_leased = False
 
-    def __init__(self, pipe: ChildPipe, lease_seconds: float) -> None:
+    def __init__(self, pipe: ChildPipe, lease_seconds: float, ahead_wait: float = 0.5) -> None:
+        """``ahead_wait``: how long the supervisor may wait for a chunk to answer a
+        request made ahead (the child's poll period)."""
         super().__init__(lease_seconds)
         self.pipe = pipe
+        self.ahead_wait = ahead_wait
+        #: the request for the next chunk, sent ahead: its call number
+        self._ahead: int | None = None
 
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
         return int(self.pipe.call("submit", sweep_id, list(items), priority=priority))
 
     def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
-        got: Lease | None = self.pipe.call("lease", worker_id, timeout=timeout, sweep_id=sweep_id)
-        return got
+        return self._next(None, worker_id, timeout, sweep_id)
 
     def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
-        got: Lease | None = self.pipe.call("ack_and_lease", done, worker_id, sweep_id=sweep_id)
+        return self._next(done, worker_id, 0.0, sweep_id)
+
+    def _next(self, done: Lease | None, worker_id: str, timeout: float, sweep_id: str | None) -> Lease | None:
+        """The chunk asked for ahead, else one asked for now (``done`` acked first
+        either way); then the request for the one after goes out."""
+        got: Lease | None = None
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            got = self.pipe.result(ahead)  # usually there already
+        if got is None:  # nothing was ready ahead: ask now and wait, as without it
+            if done is not None:
+                got = self.pipe.call("ack_and_lease", done, worker_id, sweep_id=sweep_id)
+            else:
+                got = self.pipe.call("lease", worker_id, timeout=timeout, sweep_id=sweep_id)
+            done = None
+            if got is None:
+                return None
+        if done is not None:
+            self._ahead = self.pipe.send_call("ack_and_lease", done, worker_id, sweep_id=sweep_id,
+                                              wait=self.ahead_wait)
+        else:
+            self._ahead = self.pipe.send_call("lease", worker_id, timeout=self.ahead_wait, sweep_id=sweep_id)
         return got
 
     def extend(self, lease: Lease) -> Lease:
@@ -139,7 +181,7 @@ def child_main(conn: Connection, beacon: memoryview, settings: Settings, options
         create = settings.broker_url.startswith("local://")  # else this may be another machine
         broker: Broker
         if holds_leases(settings.broker_url):
-            broker = ProxyBroker(pipe, settings.lease_seconds)
+            broker = ProxyBroker(pipe, settings.lease_seconds, options.poll_seconds)
         else:
             broker = open_broker(settings)
         with broker, open_store(settings, create=create) as store:

@@ -62,9 +62,10 @@ class Slot:
     beacon: memoryview
     #: the chunk the child computes
     lease: Lease | None = None
-    #: chunks it has computed and is committing, or committed and not yet acked,
-    #: by token: a death releases them without counting an attempt
-    committing: dict[str, Lease] = field(default_factory=dict)
+    #: the other chunks it holds, by token: handed to it and not started yet (leasing
+    #: runs one ahead, pipe.ProxyBroker), or computed and being committed or not yet
+    #: acked. A death releases them without counting an attempt.
+    held: dict[str, Lease] = field(default_factory=dict)
     timeout: float | None = None
     #: why the supervisor killed it (a timeout), or None
     killed_for: Failure | None = None
@@ -96,6 +97,8 @@ class Supervisor:
             broker.set_capacity(self.processes)
         self.stopping = False
         self._stop_deadline = 0.0
+        #: SIGTERM/SIGINT received, and acted on (by the loop, see _on_signal)
+        self._signals = self._signals_handled = 0
         self.restarts = 0
         #: chunks the children finished (committed, skipped or dead-lettered)
         self.chunks_done = 0
@@ -132,14 +135,16 @@ class Supervisor:
         for slot in self.slots.values():
             _send(slot.conn, ("stop",))
             self._read(slot)
-            if slot.lease is None and not slot.committing:
+            if slot.lease is None and not slot.held:
                 # idle (or leased a moment ago: then its chunk is released
                 # uncounted when its death is handled), so no need to wait for it
                 slot.killed_for_shutdown = True
                 _kill(slot)
 
     def _step(self) -> None:
-        # short ticks while a proxied child waits for work, so it gets it at once
+        while self._signals_handled < self._signals:
+            self._signals_handled += 1
+            self.request_stop()
         # short ticks while a proxied child waits for work, and under `ttg run` (on_tick), so
         # the end of a sweep is seen within 20 ms rather than 100
         tick = 0.01 if any(s.wants_lease for s in self.slots.values()) else 0.02 if self.on_tick else 0.1
@@ -182,7 +187,7 @@ class Supervisor:
     def _beat(self, state: str) -> WorkerBeat:
         """What this supervisor says of itself now (time set when written)."""
         leases = [(x.sweep_id, x.chunk.start, x.chunk.stop) for s in self.slots.values()
-                  for x in ([s.lease] if s.lease is not None else []) + list(s.committing.values())]
+                  for x in ([s.lease] if s.lease is not None else []) + list(s.held.values())]
         return WorkerBeat(self.worker_id, self.host, os.getpid(), self.started, 0.0,
                           self.settings.presence_seconds, len(self.slots), self.chunks_done,
                           tuple(sorted(leases)[:MAX_LEASES]), state)
@@ -205,11 +210,12 @@ class Supervisor:
             while slot.conn.poll():
                 msg = slot.conn.recv()
                 if msg[0] == "leased":
+                    slot.held.pop(msg[1].token, None)
                     slot.lease, slot.timeout = msg[1], msg[2]
                     slot.watched_index, slot.watched_since = 0, time.monotonic()
                 elif msg[0] == "computed":
                     if slot.lease is not None and slot.lease.token == msg[1]:
-                        slot.committing[msg[1]] = slot.lease
+                        slot.held[msg[1]] = slot.lease
                         slot.lease = None
                 elif msg[0] == "finished":
                     _forget(slot, msg[1])  # (a proxied ack_and_lease may have done it already)
@@ -235,7 +241,7 @@ class Supervisor:
                     _send(slot.conn, ("ret", seq, False, exc))
                     return
                 _forget(slot, args[0].token)
-                args, kwargs = args[1:], {**kwargs, "timeout": 0.0}
+                args, kwargs = args[1:], {**kwargs, "timeout": kwargs.pop("wait", 0.0)}
             slot.wants_lease = (seq, args[0], kwargs.get("sweep_id"), time.monotonic() + kwargs["timeout"])
             self._serve_leases()
             return
@@ -269,7 +275,8 @@ class Supervisor:
             if lease is None and time.monotonic() < give_up:
                 continue
             slot.wants_lease = None
-            slot.lease = lease  # ours to release if the child dies before it reports
+            if lease is not None:  # ours to release, uncounted, if the child dies before it starts it
+                slot.held[lease.token] = lease
             _send(slot.conn, ("ret", seq, True, lease))
 
     def _on_exit(self, slot: Slot) -> None:
@@ -287,10 +294,11 @@ class Supervisor:
 
     def _release_dead(self, slot: Slot, code: int | None) -> None:
         """Release what a dead child held: the chunk it computed counts a failed
-        attempt (unless killed for shutdown); the ones it was committing do not."""
-        for lease in slot.committing.values():
+        attempt (unless killed for shutdown); the others (not started yet, or
+        being committed) do not."""
+        for lease in slot.held.values():
             self._release(lease, None)
-        slot.committing.clear()
+        slot.held.clear()
         if slot.lease is None:
             return
         failure = None
@@ -352,9 +360,12 @@ class Supervisor:
         return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only noted here: the loop stops at its next step. A handler runs between any
+        # two bytecodes, so acting here could interleave with a pipe message being
+        # read or written, or with a broker call, and corrupt it.
         log.warning("received %s: finishing current chunks (grace %.0f s)",
                     signal.Signals(signum).name, self.settings.grace_seconds)
-        self.request_stop()
+        self._signals += 1
 
     @staticmethod
     def _restore_signals(previous: dict[int, Any]) -> None:
@@ -376,7 +387,7 @@ def _forget(slot: Slot, token: str) -> None:
     """The child is done with this chunk (acked, released or dead-lettered)."""
     if slot.lease is not None and slot.lease.token == token:
         slot.lease = None
-    slot.committing.pop(token, None)
+    slot.held.pop(token, None)
 
 
 def _kill(slot: Slot) -> None:
