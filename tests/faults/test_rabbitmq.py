@@ -229,7 +229,7 @@ def test_sigkill_a_whole_worker_its_chunks_come_back_at_once(home: Path, procs: 
 
 def test_prefetched_chunks_survive_a_dead_child_and_go_back_uncounted_at_sigterm(
         home: Path, tmp_path: Path, procs: Procs, vhost: RabbitVhost, admin: Any) -> None:
-    """The supervisor consumes with a prefetch of three chunks per child, so while its
+    """The supervisor consumes with a prefetch of four chunks per child, so while its
     children compute it (or the child, which leases one ahead) already holds their
     next chunks. A child killed then loses only its running chunk (attempt 2
     elsewhere); the one it held ahead goes back uncounted, the prefetched ones go to
@@ -241,9 +241,9 @@ def test_prefetched_chunks_survive_a_dead_child_and_go_back_uncounted_at_sigterm
     worker = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "2", "--grace", "30",
                          "--broker", url, "--store", store_url(home))
     reach(home, sweep, total * 0.3, [worker])
-    held = wait_until(lambda: (n := sum(unacked(vhost.name).values())) >= 6 and n, 5,
-                      "two running chunks and four prefetched")
-    assert held == 6, f"the worker held {held} deliveries (2 children: 2 running + 4 waiting)"
+    held = wait_until(lambda: (n := sum(unacked(vhost.name).values())) >= 8 and n, 5,
+                      "two running chunks and six waiting")
+    assert held == 8, f"the worker held {held} deliveries (2 children: 2 running + 6 waiting)"
     os.kill(children(worker.pid)[0], signal.SIGKILL)
     wait_until(lambda: "died on" in worker.stderr, 5, "the supervisor to see the child die")
 
@@ -274,7 +274,7 @@ def test_connection_closed_by_the_server_mid_chunk(home: Path, tmp_path: Path, p
     computing went back to the queue with the connection, so the heartbeat finds their leases
     lost and stops those children (or a child that finished first has its ack ignored), and
     the sweep completes with one record per index."""
-    # 24 chunks of 1 s: more than the other worker can hold (3 per child), so the victim
+    # 24 chunks of 1 s: more than the other worker can hold (4 per child), so the victim
     # finds work after reconnecting
     total, size, url = 480, 20, vhost.url
     counter = tmp_path / "counter"

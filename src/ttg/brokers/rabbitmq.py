@@ -22,10 +22,11 @@ Queues (vhost of the URL):
                        work at once instead of waiting for the next listing.
 
 A worker supervisor (``set_capacity``: N children) consumes from each sweep queue
-it leases from, with a prefetch of 3N unacknowledged deliveries (a child holds
-the chunk it computes and the one it commits; the third waits): RabbitMQ pushes
-the next chunks while the current ones run, and they wait in ``_inbox`` until a
-child asks. Without one waiting (and for plain clients, which set no capacity),
+it leases from, with a prefetch of 4N unacknowledged deliveries (a child holds
+the chunk it computes, the one it commits and the one it leased ahead; the
+fourth waits here): RabbitMQ pushes the next chunks while the current ones
+run, and they wait in ``_inbox`` until a child asks. Before the supervisor
+consumes from a sweep (and for plain clients, which set no capacity),
 ``basic.get`` takes a chunk; a sweep queue found empty is tried again after a
 delay that doubles from 10 ms to 0.5 s, and at once when ``ttg.sweeps``
 announces it.
@@ -417,16 +418,19 @@ class RabbitBroker(Broker):
         return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
 
     def set_capacity(self, holders: int) -> None:
-        """Consume from each sweep queue leased from, with a prefetch of three chunks per
-        holder (one computing, one committing, one waiting): RabbitMQ pushes the
-        next chunks while the current ones run, instead of answering a
-        ``basic.get`` (a replicated log entry on a quorum queue) for each.
-        ``basic.get`` stays the fallback when none is waiting here."""
-        self.capacity = 3 * holders
+        """Consume from each sweep queue leased from, with a prefetch of four chunks per
+        holder (computing, committing, leased ahead, and one waiting here, so a
+        request made ahead is answered at once): RabbitMQ pushes the next chunks
+        while the current ones run, instead of answering a ``basic.get`` (a
+        replicated log entry on a quorum queue) for each."""
+        self.capacity = 4 * holders
 
     def _try_lease(self, sweep_id: str | None) -> Lease | None:
-        pushed = any(self._inbox.get(s) for s in ([sweep_id] if sweep_id else self._consumers))
-        if not pushed or time.monotonic() - self._read_at >= SERVICE_SECONDS:
+        # read (which also sends the buffered acks, and so brings the next pushes) unless
+        # chunks pushed already answer this request and the next, and it read a moment ago
+        pushed = max((len(self._inbox.get(s) or ()) for s in ([sweep_id] if sweep_id else self._consumers)),
+                     default=0)
+        if pushed < 2 or time.monotonic() - self._read_at >= SERVICE_SECONDS:
             self._do(self._listen)  # (also takes in what the consumers received)
         now = time.monotonic()
         for s in [sweep_id] if sweep_id else self._sweeps():
