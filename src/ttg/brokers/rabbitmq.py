@@ -378,10 +378,10 @@ class RabbitBroker(Broker):
         ch.basic_consume(q, self._on_announce, auto_ack=True)
         self._listen_ch = ch
 
-    def _take_in(self) -> None:
+    def _take_in(self, wait: float = 0.0) -> None:
         """Send what is buffered, read what the server sent and dispatch it (deliveries,
-        announcements, heartbeats), without waiting."""
-        self._conn.process_data_events(time_limit=0)
+        announcements, heartbeats), waiting at most ``wait`` seconds for more."""
+        self._conn.process_data_events(time_limit=wait)
         self._read_at = time.monotonic()
 
     def _on_announce(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
@@ -472,7 +472,7 @@ class RabbitBroker(Broker):
         then acked, as ``release`` does). The consumer is cancelled first, so the
         acks do not bring more; pika nacks what is still on its way (RabbitMQ counts
         those as redelivered: rare, as the prefetch window is full while nobody asks)."""
-        self._conn.process_data_events(time_limit=0)  # take in what has arrived
+        self._take_in()  # what has arrived
         tag = self._consumers.pop(sweep_id, None)
         if tag is not None:
             self._ch.basic_cancel(tag)
@@ -699,7 +699,7 @@ class RabbitBroker(Broker):
                 # free prefetch slots) bring more pushes, and a delivery that arrives
                 # while its consumer is being cancelled is rejected by pika, which
                 # RabbitMQ counts as a redelivery.
-                self._conn.process_data_events(time_limit=SETTLE_SECONDS)
+                self._take_in(SETTLE_SECONDS)
                 for sweep in list(self._consumers):
                     self._give_back(sweep)
             except (BrokerUnavailable, *_AMQP_ERRORS) as exc:
