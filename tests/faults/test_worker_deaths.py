@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import assert_exactly_once, records_per_index, ttg
-from tests.processes import Procs, alive, children, executions, submit, sweep_in, table_rows, wait_until
+from tests.processes import Proc, Procs, alive, children, executions, submit, sweep_in, table_rows, wait_until
 
 
 def attempts(home: Path, sweep: str, tmp_path: Path) -> dict[int, int]:
@@ -44,15 +44,22 @@ def test_sigkill_one_of_three_children(home: Path, tmp_path: Path, procs: Procs)
         assert set(tries.values()) == {1}
 
 
-def test_sigkill_a_whole_worker(home: Path, tmp_path: Path, procs: Procs) -> None:
-    """The supervisor dies with its children (PR_SET_PDEATHSIG); the chunk it held
-    comes back and another worker computes it, as attempt 2."""
+def one_worker_on_its_first_chunk(home: Path, tmp_path: Path, procs: Procs,
+                                  lease: float) -> tuple[Path, dict[str, str], str, Proc, list[int]]:
+    """A sweep of two 20-point chunks and one `ttg worker` with one child, a few points
+    into its first chunk: (counter file, the worker's env, sweep, worker, its children)."""
     counter = tmp_path / "counter"
-    env = {"TTG_TEST_COUNTER": str(counter), "TTG_LEASE_SECONDS": "2"}
+    env = {"TTG_TEST_COUNTER": str(counter), "TTG_LEASE_SECONDS": f"{lease:g}"}
     sweep = submit(home, "tests.funcs:counted_slow", "--range", "40", "--chunk-size", "20")
     first = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "1", **env)
     wait_until(lambda: sum(executions(counter).values()) >= 3, 10, "the first chunk to start")
-    kids = children(first.pid)
+    return counter, env, sweep, first, children(first.pid)
+
+
+def test_sigkill_a_whole_worker(home: Path, tmp_path: Path, procs: Procs) -> None:
+    """The supervisor dies with its children (PR_SET_PDEATHSIG); the chunk it held
+    comes back and another worker computes it, as attempt 2."""
+    counter, env, sweep, first, kids = one_worker_on_its_first_chunk(home, tmp_path, procs, lease=2)
     assert len(kids) == 1
     os.kill(first.pid, signal.SIGKILL)
     assert first.wait(5) == -signal.SIGKILL
@@ -72,12 +79,7 @@ def test_a_killed_worker_nobody_reaped_counts_as_dead(home: Path, tmp_path: Path
     """A worker SIGKILLed by a parent that never wait()s for it stays a zombie:
     ``kill(pid, 0)`` still succeeds. The embedded broker must still see it dead and
     hand its chunk to the next worker at once, not after the lease period (60 s)."""
-    counter = tmp_path / "counter"
-    env = {"TTG_TEST_COUNTER": str(counter), "TTG_LEASE_SECONDS": "60"}
-    sweep = submit(home, "tests.funcs:counted_slow", "--range", "40", "--chunk-size", "20")
-    first = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "1", **env)
-    wait_until(lambda: sum(executions(counter).values()) >= 3, 10, "the first chunk to start")
-    kids = children(first.pid)
+    _, env, sweep, first, kids = one_worker_on_its_first_chunk(home, tmp_path, procs, lease=60)
     os.kill(first.pid, signal.SIGKILL)
     wait_until(lambda: not any(alive(k) for k in kids), 5, "the orphaned child to die with its supervisor")
     state = Path(f"/proc/{first.pid}/stat").read_text().rpartition(")")[2].split()[0]
