@@ -103,8 +103,8 @@ MAX_EMPTY_BACKOFF = 0.5
 #: ``service`` reads the connection at most this often (each read is a poll and
 #: pika's dispatch: the supervisor's largest cost per chunk after its acks)
 SERVICE_SECONDS = 0.005
-#: at close, how long pushes already on their way are waited for (see ``close``)
-SETTLE_SECONDS = 0.05
+#: at close, how long pushes already on their way are waited for at most (see ``close``)
+SETTLE_SECONDS = 0.2
 # pika also raises ValueError ("Timeout closed before call") from a connection that
 # died under it; all of these mean "the connection is gone"
 _AMQP_ERRORS = (pika.exceptions.AMQPError, OSError, ValueError)
@@ -698,8 +698,12 @@ class RabbitBroker(Broker):
                 # First take in what is on its way: the releases just before (their acks
                 # free prefetch slots) bring more pushes, and a delivery that arrives
                 # while its consumer is being cancelled is rejected by pika, which
-                # RabbitMQ counts as a redelivery.
-                self._take_in(SETTLE_SECONDS)
+                # RabbitMQ counts as a redelivery. Once the prefetch window is full,
+                # nothing more can be on its way.
+                end = time.monotonic() + SETTLE_SECONDS
+                while len(self._outstanding) + sum(map(len, self._inbox.values())) < self.capacity \
+                        and time.monotonic() < end:
+                    self._take_in(0.005)
                 for sweep in list(self._consumers):
                     self._give_back(sweep)
             except (BrokerUnavailable, *_AMQP_ERRORS) as exc:
