@@ -266,9 +266,10 @@ class ChildLoop:
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
                 self._requeue(task, lease, rest)
             elif part is parts[-1] and self._committer is not None:
+                # told first: the commit thread would contend for the GIL with the message
+                self.reporter.computed(lease)
                 commit = self._committer.submit(self._commit, task.sweep_id, rec)
                 self._pending = (lease, task.sweep_id, commit)
-                self.reporter.computed(lease)
                 return outcome
             else:
                 self._commit_now(task.sweep_id, rec)
