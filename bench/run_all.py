@@ -21,11 +21,13 @@ from pathlib import Path
 from _common import BENCH, Row, machine_info, table
 
 SCRIPTS = ["w1_prototype.py", "w2_overhead.py", "w3_tiny.py", "scale.py"]
+#: scripts that measure once, so take no --reps
+ONCE = {"chunk_cost.py"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, help="repetitions for every benchmark (default: each one's own)")
+    ap.add_argument("--reps", type=int, help="repetitions for every benchmark that repeats (default: each one's own)")
     ap.add_argument("--json", metavar="PATH", help="also write all rows and the machine as JSON")
     ap.add_argument("only", nargs="*", help="run only these scripts (e.g. w1_prototype.py)")
     args = ap.parse_args()
@@ -40,7 +42,7 @@ def main() -> None:
     for script in args.only or SCRIPTS:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             cmd = [sys.executable, str(BENCH / script), "--json", out.name]
-            if args.reps:
+            if args.reps and script not in ONCE:
                 cmd += ["--reps", str(args.reps)]
             t0 = time.monotonic()
             code = subprocess.run(cmd).returncode
