@@ -103,7 +103,7 @@ MAX_EMPTY_BACKOFF = 0.5
 #: ``service`` reads the connection at most this often (each read is a poll and
 #: pika's dispatch: the supervisor's largest cost per chunk after its acks)
 SERVICE_SECONDS = 0.005
-#: at close, how long pushes already on their way are waited for at most (see ``close``)
+#: before a consumer is cancelled, how long pushes already on their way are waited for at most (``_quiesce``)
 SETTLE_SECONDS = 0.2
 # pika also raises ValueError ("Timeout closed before call") from a connection that
 # died under it; all of these mean "the connection is gone"
@@ -131,6 +131,9 @@ class RabbitBroker(Broker):
         self._client_id = secrets.token_hex(4)
         #: token -> sweep of every lease this client holds
         self._outstanding: dict[str, str] = {}
+        #: tokens of those leases that a consumer of ours was pushed (not got): they fill its
+        #: prefetch window (``_quiesce``)
+        self._pushed: set[str] = set()
         #: token -> sweep of leases RabbitMQ took back at a consumer timeout while their chunk
         #: still runs and that another worker got first: left to finish, their ack a no-op
         self._orphans: dict[str, str] = {}
@@ -299,6 +302,7 @@ class RabbitBroker(Broker):
     def _forget_deliveries(self) -> None:
         """The channel that held our deliveries (and consumers) is gone: RabbitMQ has them back."""
         self._outstanding.clear()
+        self._pushed.clear()
         self._bodies.clear()
         self._chunks.clear()
         self._inbox.clear()
@@ -469,10 +473,9 @@ class RabbitBroker(Broker):
     def _give_back(self, sweep_id: str) -> None:
         """Stop consuming from this sweep's queue and return the chunks pushed to us that
         nobody leased, without counting an attempt (republished with their counts,
-        then acked, as ``release`` does). The consumer is cancelled first, so the
-        acks do not bring more; pika nacks what is still on its way (RabbitMQ counts
-        those as redelivered: rare, as the prefetch window is full while nobody asks)."""
-        self._take_in()  # what has arrived
+        then acked, as ``release`` does). The consumer is cancelled once nothing more
+        can be on its way to it, and before those acks, which would bring more."""
+        self._quiesce(sweep_id)
         tag = self._consumers.pop(sweep_id, None)
         if tag is not None:
             self._ch.basic_cancel(tag)
@@ -481,6 +484,25 @@ class RabbitBroker(Broker):
             lease = self._lease_from(sweep_id, *box.popleft())
             if lease is not None:
                 self.release(lease)
+
+    def _quiesce(self, sweep_id: str) -> None:
+        """Read until nothing more can be on its way to our consumer on this sweep's
+        queue: pika rejects a delivery that arrives while its consumer is being
+        cancelled, and RabbitMQ counts every rejected delivery as redelivered, an
+        attempt its chunk never failed. Nothing more comes once the consumer's
+        prefetch window is full (the buffered acks sent first: they free slots), or
+        once the queue has nothing ready. Waits at most ``SETTLE_SECONDS``."""
+        end = time.monotonic() + SETTLE_SECONDS
+        self._pushed.intersection_update(self._outstanding)
+        while True:
+            self._take_in()
+            held = sum(1 for t in self._pushed if self._outstanding.get(t) == sweep_id)
+            if held + len(self._inbox.get(sweep_id) or ()) >= self.capacity or time.monotonic() >= end:
+                return
+            if self._count(_names(sweep_id)[0]) == 0:
+                self._take_in()  # what left the queue before it was counted
+                return
+            self._take_in(0.005)
 
     def _consume(self, sweep_id: str) -> None:
         self._ch.basic_qos(prefetch_count=self.capacity)
@@ -539,6 +561,8 @@ class RabbitBroker(Broker):
                               "cut off")
         token = f"{self._client_id}.{self._generation}:{method.delivery_tag}"
         self._outstanding[token] = sweep_id
+        if isinstance(method, pika.spec.Basic.Deliver):
+            self._pushed.add(token)
         self._bodies[token] = body
         self._chunks[token] = chunk
         return Lease(sweep_id, chunk, body, token,
@@ -575,6 +599,7 @@ class RabbitBroker(Broker):
         else:
             self._ch.basic_ack(tag)
         self._outstanding.pop(lease.token, None)
+        self._pushed.discard(lease.token)
         self._bodies.pop(lease.token, None)
         self._chunks.pop(lease.token, None)
 
@@ -684,6 +709,7 @@ class RabbitBroker(Broker):
             self._inbox.pop(sweep_id, None)
             for token in [t for t, s in self._outstanding.items() if s == sweep_id]:
                 del self._outstanding[token]  # RabbitMQ dropped those deliveries with the queue
+                self._pushed.discard(token)
                 self._bodies.pop(token, None)
                 self._chunks.pop(token, None)
             return n
@@ -695,15 +721,6 @@ class RabbitBroker(Broker):
         (Using the broker again opens a new connection.)"""
         if self._consumers and self._conn is not None and self._conn.is_open:
             try:  # pushed chunks nobody started: back without counting an attempt
-                # First take in what is on its way: the releases just before (their acks
-                # free prefetch slots) bring more pushes, and a delivery that arrives
-                # while its consumer is being cancelled is rejected by pika, which
-                # RabbitMQ counts as a redelivery. Once the prefetch window is full,
-                # nothing more can be on its way.
-                end = time.monotonic() + SETTLE_SECONDS
-                while len(self._outstanding) + sum(map(len, self._inbox.values())) < self.capacity \
-                        and time.monotonic() < end:
-                    self._take_in(0.005)
                 for sweep in list(self._consumers):
                     self._give_back(sweep)
             except (BrokerUnavailable, *_AMQP_ERRORS) as exc:
