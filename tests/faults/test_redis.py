@@ -8,6 +8,7 @@ exactly one record in the Redis store."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -171,6 +172,34 @@ def test_server_restart_mid_sweep(home: Path, procs: Procs, server: PrivateRedis
     assert f"sweep {sweep}: complete, {total}/{total} points" in run.stdout, run.stdout
     assert_exactly_once_in(url, sweep, total)
     assert "Traceback" not in run.stderr + extra.stderr
+
+
+def test_sigterm_while_the_server_is_down_stops_within_one_reconnect_wait(home: Path, procs: Procs,
+                                                                         server: PrivateRedis) -> None:
+    """The server goes down while a worker's two children compute, and the worker is
+    told to stop (SIGTERM, grace 1 s). Releasing what the children held cannot work:
+    the first try waits out the client's reconnect backoff (about 15 s), then the
+    worker gives up on the others, which would each wait as long; their leases expire.
+    Once the server is back, another worker completes the sweep exactly once."""
+    total = 400
+    url = server.url
+    sweep = submit(home, "tests.funcs:slow", "--range", str(total), "--chunk-size", "20", "--broker", url)
+    worker = procs.start(home, "worker", "--allow", "tests.funcs", "--workers", "2", "--lease-seconds",
+                         str(LEASE), "--broker", url, TTG_GRACE_SECONDS="1")
+    reach(url, sweep, 60, [worker])
+    server.stop()
+    asked = time.monotonic()
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(60) == 0, worker.stderr
+    took = time.monotonic() - asked
+    print(f"\nstopped {took:.1f} s after SIGTERM with the server down")
+    assert took < 25, worker.stderr
+    assert "not released: the broker cannot be reached" in worker.stderr, worker.stderr
+
+    server.start()
+    (finisher,) = start_workers(procs, home, url, [2])
+    wait_all([finisher], 60)
+    assert_exactly_once_in(url, sweep, total)
 
 
 def test_server_down_and_everything_killed_same_command_completes(home: Path, tmp_path: Path, procs: Procs,

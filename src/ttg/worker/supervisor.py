@@ -97,6 +97,8 @@ class Supervisor:
             broker.set_capacity(self.processes)
         self.stopping = False
         self._stop_deadline = 0.0
+        #: chunks not released while stopping, the broker being unreachable (see _release)
+        self._unreleased = 0
         #: SIGTERM/SIGINT received, and acted on (by the loop, see _on_signal)
         self._signals = self._signals_handled = 0
         self.restarts = 0
@@ -159,7 +161,8 @@ class Supervisor:
                 self._on_exit(slot)
         self._serve_leases()
         self._check_timeouts()
-        self.heartbeat.beat(self.slots.values(), self._lease_lost)
+        if not (self.stopping and self.heartbeat.broker_down):  # (leases soon given up: see _release)
+            self.heartbeat.beat(self.slots.values(), self._lease_lost)
         if self.stopping and time.monotonic() >= self._stop_deadline:
             for slot in self.slots.values():
                 if slot.process.is_alive():
@@ -311,10 +314,17 @@ class Supervisor:
         self._release(slot.lease, failure)
 
     def _release(self, lease: Lease, failure: Failure | None) -> None:
+        if self.stopping and self.heartbeat.broker_down:
+            # each try would wait out the broker client's reconnect backoff (~15 s) and
+            # hold up the stop: its lease expires instead, and the chunk comes back
+            self._unreleased += 1
+            return
         try:
             self.broker.release(lease, failure=failure)
+            self.heartbeat.broker_down = False
         except BrokerError as exc:  # the lease will expire and come back anyway
             log.error("could not release %s %s: %s", lease.sweep_id, lease.chunk, exc)
+            self.heartbeat.broker_down = True
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -348,6 +358,10 @@ class Supervisor:
             self._read(slot)
             self._release_dead(slot, slot.process.exitcode)
             self.slots.pop(slot.number, None)
+        if self._unreleased:
+            log.error("%d chunk(s) not released: the broker cannot be reached; they go back to the "
+                      "queue when their leases lapse (within %g s)", self._unreleased,
+                      self.broker.lease_seconds)
 
     # -- signals -------------------------------------------------------------
 
