@@ -32,5 +32,6 @@ def settings_from(kw: dict[str, Any], **extra: Any) -> Settings:
     verbose = kw.pop("verbose", 0)
     s = settings_mod.load(home=kw.pop("home", None), broker=kw.pop("broker", None),
                           store=kw.pop("store", None), log_format=kw.pop("log_format", None), **extra)
-    logs.setup(logging.WARNING - 10 * min(verbose, 2), s.log_format)
+    level = logging.WARNING - 10 * min(verbose, 2) if verbose else getattr(logging, s.log_level.upper())
+    logs.setup(level, s.log_format)
     return s

@@ -15,6 +15,9 @@ from typing import Any
 from .errors import ConfigError
 
 #: Environment variables and the setting each one sets.
+#: what TTG_LOG_LEVEL may be (the -v / -vv flags win: INFO / DEBUG)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 ENV_VARS: dict[str, str] = {
     "TTG_HOME": "home",
     "TTG_BROKER": "broker",
@@ -139,4 +142,7 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"presence seconds must be zero (off) or more, not {s.presence_seconds}.")
     if s.log_format not in ("human", "json"):
         raise ConfigError(f"log format must be human or json, not {s.log_format!r}.")
+    if s.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r} "
+                          "(TTG_LOG_LEVEL).")
     return s
