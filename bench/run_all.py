@@ -27,7 +27,8 @@ ONCE = {"chunk_cost.py"}
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, help="repetitions for every benchmark that repeats (default: each one's own)")
+    ap.add_argument("--reps", type=int,
+                    help="repetitions for every benchmark that repeats (default: each one's own)")
     ap.add_argument("--json", metavar="PATH", help="also write all rows and the machine as JSON")
     ap.add_argument("only", nargs="*", help="run only these scripts (e.g. w1_prototype.py)")
     args = ap.parse_args()

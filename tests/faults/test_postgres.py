@@ -328,7 +328,7 @@ def test_child_killed_while_its_previous_chunk_commits(kind: str, home: Path, pr
     else:
         rabbit_vhost(home).create()
     broker = broker_url(kind, home)
-    total, size = 200, 50  # chunks of 1 s (tests.funcs:slow, 20 ms a point)
+    total, size = 200, 25  # chunks of 0.5 s (tests.funcs:slow, 20 ms a point): short (pace.py)
     out = ttg(home, "submit", "tests.funcs:slow", "--range", str(total), "--chunk-size", str(size),
               "--broker", broker, "--store", store, check=True)
     sweep = sweep_id_from(out.stdout)
@@ -341,7 +341,7 @@ def test_child_killed_while_its_previous_chunk_commits(kind: str, home: Path, pr
             wait_until(lambda: admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "
                 "'%INSERT INTO ttg_chunks%'").fetchone()[0] == 1, 15, "the first chunk's commit to wait")
-            time.sleep(0.3)  # the second chunk is computing
+            time.sleep(0.2)  # the second chunk is computing (or waits, computed, for that commit)
             os.kill(children(worker.pid)[0], signal.SIGKILL)
             wait_until(lambda: "died on" in worker.stderr, 5, "the supervisor to see the child die")
             terminate_waiting = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
@@ -350,7 +350,7 @@ def test_child_killed_while_its_previous_chunk_commits(kind: str, home: Path, pr
             locker.execute("ROLLBACK")
         assert worker.wait(60) == 0, worker.stderr
         died = [ln for ln in worker.stderr.splitlines() if "died on" in ln]
-        assert len(died) == 1 and f"{sweep} [50, 100)" in died[0], died  # the computing chunk only
+        assert len(died) == 1 and f"{sweep} [25, 50)" in died[0], died  # the computing chunk only
         assert_exactly_once_in(store, sweep, total)
         with open_store(SETTINGS, store) as s:  # both ran again; the kill was no fault of theirs
             assert s.progress(sweep) == Progress(total, ok=total)

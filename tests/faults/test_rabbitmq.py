@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,16 @@ from typing import Any
 import pika
 import pytest
 
-from tests.conftest import assert_exactly_once_in, rabbit_vhost, sweep_id_from, ttg
+from tests.conftest import (
+    assert_exactly_once_in,
+    empty_postgres,
+    postgres_url,
+    rabbit_vhost,
+    sweep_id_from,
+    ttg,
+)
 from tests.processes import Proc, Procs, children, executions, submit, sweep_in, wait_until
+from tests.processes import reach as reach_in
 from ttg import settings as settings_mod
 from ttg.brokers import open_broker
 from ttg.chunking import Chunk
@@ -264,6 +273,43 @@ def test_prefetched_chunks_survive_a_dead_child_and_go_back_uncounted_at_sigterm
     again = sorted((r.start, r.stop, r.worker) for r in recs.values() if r.attempt > 1)
     # only the killed child's chunk
     assert tries.count(2) == 1 and set(tries) == {1, 2}, (again, worker.stderr, finisher.stderr)
+
+
+def test_long_chunks_wait_in_the_queue_not_at_a_busy_worker(home: Path, procs: Procs,
+                                                          vhost: RabbitVhost, admin: Any) -> None:
+    """Chunks of 1.5 s: once one has run past pace.LONG_SECONDS, the worker stops
+    consuming (the chunks pushed to it go back uncounted), its child takes one chunk
+    at a time, when it asks, and commits a long chunk before asking (on PostgreSQL,
+    where short chunks commit beside the next one), so that it is acked at once. So
+    no chunk waits at a busy worker that another could start: a second worker
+    started later gets its share, and every index ends with one record, each got at
+    its first attempt."""
+    size, n = 75, 8  # tests.funcs:slow sleeps 20 ms per point: 1.5 s per chunk
+    schema = f"ttg_long_{uuid.uuid4().hex[:8]}"
+    empty_postgres(schema)
+    url, store = vhost.url, postgres_url(schema)
+    sweep = submit(home, "tests.funcs:slow", "--range", str(size * n), "--chunk-size", str(size),
+                   "--broker", url, "--store", store)
+
+    def worker(**env: str) -> Proc:
+        return procs.start(home, "worker", "--allow", "tests.funcs", "--burst", "--workers", "1",
+                           "--broker", url, "--store", store, **env)
+
+    first = worker(TTG_LOG_LEVEL="INFO")
+    reach_in(store, sweep, size, [first])  # its first chunk is committed: chunks are long
+    held = sum(unacked(vhost.name).values())
+    queued = ready(admin, f"ttg.q.{sweep}")
+    assert held <= 1, f"a worker with one child held {held} chunks (computing, committed and not acked)"
+    assert queued >= n - 2 - held, f"only {queued} chunks left in the queue"
+    assert "leasing one at a time" in first.stderr, first.stderr
+    second = worker()
+    wait_all([first, second], 60)
+    assert_exactly_once_in(store, sweep, size * n)
+    with open_store(settings_mod.load(environ={}), store) as s:
+        recs = list(s.chunks(sweep))
+    by_second = sum(1 for r in recs if f"-{second.pid}-" in r.worker)
+    assert by_second >= 2, f"the second worker computed {by_second} of {n} chunks:\n{second.stderr}"
+    assert {r.attempt for r in recs} == {1}, sorted((r.start, r.attempt) for r in recs)
 
 
 # -- 2. the server closes a worker's connection mid-chunk ----------------------------------------

@@ -135,10 +135,11 @@ class Broker(ABC):
         """Drop the sweep's queued chunks and refuse its leased ones at their next
         extend; returns how many chunks were dropped."""
 
-    def set_capacity(self, holders: int) -> None:  # noqa: B027 - a hint only some backends use
+    def set_capacity(self, holders: int, *, long_chunks: bool = False) -> None:  # noqa: B027 - a hint only some backends use
         """This client leases for ``holders`` chunk holders at once (a supervisor's
         children): a backend that can keep the next chunks coming ahead of the
-        requests may size that by it."""
+        requests may size that by it, and should not while chunks are long
+        (``long_chunks``, worker/pace.py): chunks waiting here are not for other workers."""
 
     def service(self) -> None:  # noqa: B027 - only connection-bound brokers need it
         """Keep the connection alive (heartbeats); called by the supervisor every tick."""

@@ -156,11 +156,15 @@ class RabbitBroker(Broker):
         self._read_at = 0.0
         #: a sweep a chunk was just got from, to consume from at the next ``service``
         self._refocus: str | None = None
+        #: stop consuming at the next ``service`` (chunks became long: ``set_capacity``)
+        self._unsubscribe = False
         #: deliveries our consumers received and nobody leased yet: sweep -> (method, props, body)
         self._inbox: dict[str, deque[tuple[Any, Any, bytes]]] = {}
         #: sweep -> tag of our consumer on its queue (only with a ``capacity``)
         self._consumers: dict[str, str] = {}
         self.capacity = 0
+        #: the prefetch our consumers were started with (``capacity`` may have changed since)
+        self._prefetch = 0
         if not log.isEnabledFor(logging.DEBUG) and logging.getLogger("pika").level == logging.NOTSET:
             # pika logs each failed connection (with a traceback) and each closed channel at
             # ERROR/WARNING; TTG reports every one of them itself, in one line
@@ -324,6 +328,12 @@ class RabbitBroker(Broker):
                 self._do(partial(self._focus, sweep))
             except BrokerUnavailable as exc:  # basic.get goes on taking its chunks
                 log.warning("could not consume from %s: %s", sweep, exc)
+        if self._unsubscribe:
+            self._unsubscribe = False
+            try:
+                self._do(self._stop_consuming)
+            except BrokerUnavailable as exc:  # (a lost connection took the consumers with it)
+                log.warning("could not stop consuming: %s", exc)
         if time.monotonic() - self._read_at < SERVICE_SECONDS:
             return  # read a moment ago (a lease request reads too)
         try:
@@ -421,13 +431,19 @@ class RabbitBroker(Broker):
     def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
         return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
 
-    def set_capacity(self, holders: int) -> None:
+    def set_capacity(self, holders: int, *, long_chunks: bool = False) -> None:
         """Consume from each sweep queue leased from, with a prefetch of four chunks per
         holder (computing, committing, leased ahead, and one waiting here, so a
         request made ahead is answered at once): RabbitMQ pushes the next chunks
         while the current ones run, instead of answering a ``basic.get`` (a
-        replicated log entry on a quorum queue) for each."""
-        self.capacity = 4 * holders
+        replicated log entry on a quorum queue) for each. While chunks are long
+        (worker/pace.py), no consumer: one ``basic.get`` when a holder asks for work,
+        so no chunk waits here that another worker could start; what was pushed
+        goes back, uncounted, at the next ``service``."""
+        self.capacity = 0 if long_chunks else 4 * holders
+        if long_chunks:
+            self._refocus = None
+            self._unsubscribe = bool(self._consumers)
 
     def _try_lease(self, sweep_id: str | None) -> Lease | None:
         # read (which also sends the buffered acks, and so brings the next pushes) unless
@@ -466,9 +482,12 @@ class RabbitBroker(Broker):
         this one runs. Those already pushed go back uncounted."""
         if sweep_id in self._consumers:
             return
-        for other in list(self._consumers):
-            self._give_back(other)
+        self._stop_consuming()
         self._consume(sweep_id)
+
+    def _stop_consuming(self) -> None:
+        for sweep in list(self._consumers):
+            self._give_back(sweep)
 
     def _give_back(self, sweep_id: str) -> None:
         """Stop consuming from this sweep's queue and return the chunks pushed to us that
@@ -497,7 +516,7 @@ class RabbitBroker(Broker):
         while True:
             self._take_in()
             held = sum(1 for t in self._pushed if self._outstanding.get(t) == sweep_id)
-            if held + len(self._inbox.get(sweep_id) or ()) >= self.capacity or time.monotonic() >= end:
+            if held + len(self._inbox.get(sweep_id) or ()) >= self._prefetch or time.monotonic() >= end:
                 return
             if self._count(_names(sweep_id)[0]) == 0:
                 self._take_in()  # what left the queue before it was counted
@@ -506,6 +525,7 @@ class RabbitBroker(Broker):
 
     def _consume(self, sweep_id: str) -> None:
         self._ch.basic_qos(prefetch_count=self.capacity)
+        self._prefetch = self.capacity
         try:
             tag = self._ch.basic_consume(_names(sweep_id)[0], partial(self._on_delivery, sweep_id))
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -721,8 +741,7 @@ class RabbitBroker(Broker):
         (Using the broker again opens a new connection.)"""
         if self._consumers and self._conn is not None and self._conn.is_open:
             try:  # pushed chunks nobody started: back without counting an attempt
-                for sweep in list(self._consumers):
-                    self._give_back(sweep)
+                self._stop_consuming()
             except (BrokerUnavailable, *_AMQP_ERRORS) as exc:
                 log.debug("could not give back prefetched chunks: %r", exc)
         self._close_quietly()

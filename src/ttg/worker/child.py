@@ -41,6 +41,7 @@ from ..retry import Isolated, Split, decide
 from ..space import Space, space_from_spec
 from ..stores.base import ResultStore
 from .compute import Beacon, make_storable, run_batch, run_points
+from .pace import LONG_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,9 @@ class ChildLoop:
         outcome = "skipped"  # everything was committed already
         parts = self._to_compute(task, lease)
         for part in parts:
+            started = time.perf_counter()
             rec = self._run(fn, space, task, part, lease.attempt)
+            short = time.perf_counter() - started < LONG_SECONDS
             make_storable(rec)
             outcome = "computed"
             self._settle()  # the previous chunk's commit, which ran meanwhile
@@ -265,14 +268,17 @@ class ChildLoop:
                 per_point = sum(rec.durations) / len(rec) / 1e9
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
                 self._requeue(task, lease, rest)
-            elif part is parts[-1] and self._committer is not None:
-                # told first: the commit thread would contend for the GIL with the message
+                continue
+            if part is parts[-1]:
+                # told first: a commit thread would contend for the GIL with the message
                 self.reporter.computed(lease)
-                commit = self._committer.submit(self._commit, task.sweep_id, rec)
-                self._pending = (lease, task.sweep_id, commit)
-                return outcome
-            else:
-                self._commit_now(task.sweep_id, rec)
+                if self._committer is not None and short:
+                    # committed while the next chunk computes; after a long chunk the
+                    # commit is awaited, so that its ack goes out at once (pace.py)
+                    commit = self._committer.submit(self._commit, task.sweep_id, rec)
+                    self._pending = (lease, task.sweep_id, commit)
+                    return outcome
+            self._commit_now(task.sweep_id, rec)
         self._unacked.append(lease)
         return outcome
 

@@ -29,6 +29,7 @@ from ..retry import Failure
 from ..settings import Settings
 from ..stores import open_store
 from .child import ChildLoop, ChildOptions
+from .pace import LONG_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class ProxyBroker(Broker):
         self.ahead_wait = ahead_wait
         #: the request for the next chunk, sent ahead: its call number
         self._ahead: int | None = None
+        #: when the last chunk was handed out (time.monotonic()), None after none was
+        self._handed: float | None = None
 
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
         return int(self.pipe.call("submit", sweep_id, list(items), priority=priority))
@@ -121,7 +124,10 @@ class ProxyBroker(Broker):
 
     def _next(self, done: Lease | None, worker_id: str, timeout: float, sweep_id: str | None) -> Lease | None:
         """The chunk asked for ahead, else one asked for now (``done`` acked first
-        either way); then the request for the one after goes out."""
+        either way); then the request for the one after goes out, unless the last
+        chunk took ``pace.LONG_SECONDS`` or more (pace.py)."""
+        short = self._handed is None or time.monotonic() - self._handed < LONG_SECONDS
+        self._handed = None
         got: Lease | None = None
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
@@ -134,6 +140,11 @@ class ProxyBroker(Broker):
             done = None
             if got is None:
                 return None
+        self._handed = time.monotonic()
+        if not short:
+            if done is not None:  # acked now, not with the next request
+                self.pipe.call("ack", done)
+            return got
         if done is not None:
             self._ahead = self.pipe.send_call("ack_and_lease", done, worker_id, sweep_id=sweep_id,
                                               wait=self.ahead_wait)

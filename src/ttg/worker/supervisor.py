@@ -41,6 +41,7 @@ from ..retry import Failure
 from ..settings import Settings
 from .child import ChildOptions
 from .heartbeat import Heartbeat
+from .pace import LONG_SECONDS, Pace
 from .pipe import child_main
 from .presence import Presence
 
@@ -60,8 +61,9 @@ class Slot:
     conn: Connection
     #: shared int64s written by the child: [index being computed + 1 (0: none)]
     beacon: memoryview
-    #: the chunk the child computes
+    #: the chunk the child computes, and since when (time.monotonic())
     lease: Lease | None = None
+    started: float = 0.0
     #: the other chunks it holds, by token: handed to it and not started yet (leasing
     #: runs one ahead, pipe.ProxyBroker), or computed and being committed or not yet
     #: acked. A death releases them without counting an attempt.
@@ -93,6 +95,7 @@ class Supervisor:
         self.slots: dict[int, Slot] = {}
         self.events = events or Events()
         self.heartbeat = Heartbeat(broker, self.events)
+        self.pace = Pace()
         if broker.holds_leases:  # the children's chunks come through this client
             broker.set_capacity(self.processes)
         self.stopping = False
@@ -161,6 +164,7 @@ class Supervisor:
                 self._on_exit(slot)
         self._serve_leases()
         self._check_timeouts()
+        self._check_pace()
         if not (self.stopping and self.heartbeat.broker_down):  # (leases soon given up: see _release)
             self.heartbeat.beat(self.slots.values(), self._lease_lost)
         if self.stopping and time.monotonic() >= self._stop_deadline:
@@ -215,11 +219,13 @@ class Supervisor:
                 if msg[0] == "leased":
                     slot.held.pop(msg[1].token, None)
                     slot.lease, slot.timeout = msg[1], msg[2]
-                    slot.watched_index, slot.watched_since = 0, time.monotonic()
+                    slot.started = slot.watched_since = time.monotonic()
+                    slot.watched_index = 0
                 elif msg[0] == "computed":
                     if slot.lease is not None and slot.lease.token == msg[1]:
                         slot.held[msg[1]] = slot.lease
                         slot.lease = None
+                        self.pace.computed(time.monotonic() - slot.started)
                 elif msg[0] == "finished":
                     _forget(slot, msg[1])  # (a proxied ack_and_lease may have done it already)
                     self.chunks_done += 1
@@ -325,6 +331,16 @@ class Supervisor:
         except BrokerError as exc:  # the lease will expire and come back anyway
             log.error("could not release %s %s: %s", lease.sweep_id, lease.chunk, exc)
             self.heartbeat.broker_down = True
+
+    def _check_pace(self) -> None:
+        """Lease ahead while chunks are short, not once they are long (pace.py)."""
+        now = time.monotonic()
+        if not self.pace.update(now - s.started for s in self.slots.values() if s.lease is not None):
+            return
+        log.info("chunks take %s %g s: %s", "over" if self.pace.long else "under", LONG_SECONDS,
+                 "leasing one at a time" if self.pace.long else "leasing ahead again")
+        if self.broker.holds_leases:
+            self.broker.set_capacity(self.processes, long_chunks=self.pace.long)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
