@@ -33,16 +33,19 @@ class Pace:
     def __init__(self) -> None:
         self.long = False
         self._recent: deque[float] = deque(maxlen=RECENT)
+        #: the median of ``_recent`` (the supervisor asks every step, chunks end less often)
+        self._typical = 0.0
 
     def computed(self, seconds: float) -> None:
         """A child finished computing a chunk it started ``seconds`` ago."""
         self._recent.append(seconds)
+        self._typical = statistics.median(self._recent)
 
     def update(self, running: Iterable[float]) -> bool:
         """Decide from the chunks computed lately and those being computed
         (``running``: for how long each has run); True when the answer changed."""
         was = self.long
-        typical = statistics.median(self._recent) if self._recent else 0.0
+        typical = self._typical
         if typical >= LONG_SECONDS or any(r >= LONG_SECONDS for r in running):
             self.long = True
         elif typical < LONG_SECONDS / 2:

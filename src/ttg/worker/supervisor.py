@@ -322,7 +322,8 @@ class Supervisor:
     def _release(self, lease: Lease, failure: Failure | None) -> None:
         if self.stopping and self.heartbeat.broker_down:
             # each try would wait out the broker client's reconnect backoff (~15 s) and
-            # hold up the stop: its lease expires instead, and the chunk comes back
+            # hold up the stop: its lease lapses instead, and the chunk comes back (an
+            # attempt counted if the broker was back meanwhile: nothing is tried to know)
             self._unreleased += 1
             return
         try:
@@ -337,8 +338,10 @@ class Supervisor:
         now = time.monotonic()
         if not self.pace.update(now - s.started for s in self.slots.values() if s.lease is not None):
             return
-        log.info("chunks take %s %g s: %s", "over" if self.pace.long else "under", LONG_SECONDS,
-                 "leasing one at a time" if self.pace.long else "leasing ahead again")
+        if self.pace.long:
+            log.info("a chunk took %g s or more: leasing one at a time", LONG_SECONDS)
+        else:
+            log.info("chunks take under %g s again: leasing ahead", LONG_SECONDS / 2)
         if self.broker.holds_leases:
             self.broker.set_capacity(self.processes, long_chunks=self.pace.long)
 
