@@ -29,7 +29,8 @@ run, and they wait in ``_inbox`` until a child asks. Before the supervisor
 consumes from a sweep (and for plain clients, which set no capacity),
 ``basic.get`` takes a chunk; a sweep queue found empty is tried again after a
 delay that doubles from 10 ms to 0.5 s, and at once when ``ttg.sweeps``
-announces it.
+announces it. While chunks are long (worker/pace.py) the supervisor does not
+consume: ``basic.get`` answers each request, so no chunk waits here unstarted.
 
 A lease is an unacknowledged delivery (pushed or got): it lasts exactly as long
 as the connection that took it, and RabbitMQ redelivers it at once when that

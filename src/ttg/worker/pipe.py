@@ -96,7 +96,8 @@ class ProxyBroker(Broker):
     so the answer is in the pipe by the time this chunk is done, and a child
     never waits for its supervisor between two chunks. A child thus holds up to
     three chunks: the one it computes, the one it commits and the next; the
-    supervisor releases those it had not started, uncounted, if it dies."""
+    supervisor releases those it had not started, uncounted, if it dies. After
+    a chunk that took ``pace.LONG_SECONDS`` or more it asks only when it is done."""
 
     holds_leases = True
     dedupes = False
