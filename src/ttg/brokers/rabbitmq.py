@@ -513,9 +513,8 @@ class RabbitBroker(Broker):
         prefetch window is full (the buffered acks sent first: they free slots), or
         once the queue has nothing ready. Waits at most ``SETTLE_SECONDS``."""
         end = time.monotonic() + SETTLE_SECONDS
-        self._pushed.intersection_update(self._outstanding)
+        self._take_in()
         while True:
-            self._take_in()
             held = sum(1 for t in self._pushed if self._outstanding.get(t) == sweep_id)
             if held + len(self._inbox.get(sweep_id) or ()) >= self._prefetch or time.monotonic() >= end:
                 return

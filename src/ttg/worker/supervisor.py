@@ -334,7 +334,10 @@ class Supervisor:
             self.heartbeat.broker_down = True
 
     def _check_pace(self) -> None:
-        """Lease ahead while chunks are short, not once they are long (pace.py)."""
+        """Lease ahead while chunks are short, not once they are long (pace.py). Only
+        a broker whose leases come through this supervisor leases ahead."""
+        if not self.broker.holds_leases:
+            return
         now = time.monotonic()
         if not self.pace.update(now - s.started for s in self.slots.values() if s.lease is not None):
             return
@@ -342,8 +345,7 @@ class Supervisor:
             log.info("a chunk took %g s or more: leasing one at a time", LONG_SECONDS)
         else:
             log.info("chunks take under %g s again: leasing ahead", LONG_SECONDS / 2)
-        if self.broker.holds_leases:
-            self.broker.set_capacity(self.processes, long_chunks=self.pace.long)
+        self.broker.set_capacity(self.processes, long_chunks=self.pace.long)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
