@@ -157,7 +157,7 @@ class Services:
                     self.flush_redis()
 
     def _set_compression(self, url: str) -> None:
-        from ttg.stores.postgres import PostgresStore
+        from ttg.stores.postgres.store import PostgresStore
 
         st = PostgresStore(url)  # creates TTG's tables
         try:

@@ -31,12 +31,12 @@ from _common import ref
 from workloads import square_plus_one
 
 from ttg.brokers.local import LocalBroker
-from ttg.chunking import Chunk
-from ttg.codec import Codec, pack
-from ttg.records import ChunkRecords
-from ttg.space import RangeSpace
+from ttg.core.chunking import Chunk
+from ttg.core.codec import Codec, pack
+from ttg.core.records import ChunkRecords
+from ttg.core.sweep import Options, Sweep
+from ttg.spaces import RangeSpace
 from ttg.stores.sqlite import SqliteStore
-from ttg.sweep import Options, Sweep
 from ttg.worker.compute import make_storable, run_points
 
 CHUNK = 10_000

@@ -16,7 +16,7 @@ import pytest
 from ttg import settings as settings_mod
 from ttg.brokers import Broker, open_broker
 from ttg.settings import Settings
-from ttg.stores import ResultStore, open_store
+from ttg.stores import PresenceStore, ResultStore, open_presence, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKERS = ["local", "redis", "amqp"]
@@ -137,6 +137,18 @@ def store(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Ite
     s = open_store(settings, store_url(request.param, home))
     yield s
     s.close()
+
+
+@pytest.fixture(params=STORES)
+def presence(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[PresenceStore]:
+    """Worker presence kept by each store backend."""
+    if request.param == "redis":
+        empty_redis()
+    if request.param == "postgres":
+        empty_postgres()
+    p = open_presence(settings, store_url(request.param, home))
+    yield p
+    p.close()
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:

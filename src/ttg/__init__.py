@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .api import (
+from .client.api import (
     Grid,
     Random,
     Range,
@@ -23,7 +23,7 @@ from .api import (
 )
 from .errors import TtgError
 from .settings import Settings
-from .space import Space
+from .spaces import Space
 
 __version__ = "0.1.0"
 

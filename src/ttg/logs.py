@@ -3,7 +3,7 @@
 Only the CLI calls ``setup``. Library modules log with ``logging.getLogger``
 as usual. The JSON lines carry ``sweep``, ``chunk`` and ``worker``: from the
 record's ``extra`` when a call gives them, else from the context a worker
-child sets while it handles a chunk (``LogContext``, an events subscriber),
+child sets while it handles a chunk (``set_chunk``; worker.events.LogContext),
 else null. Keys: time (ISO 8601, UTC), level, logger, message, sweep, chunk,
 worker, pid, and exc (the traceback) when there is one.
 """
@@ -18,9 +18,6 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-
-from .brokers.base import Lease
-from .events import Events
 
 FORMATS = ("human", "json")
 HUMAN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -63,16 +60,7 @@ def set_worker(worker_id: str) -> None:
     _worker.set(worker_id)
 
 
-class LogContext(Events):
-    """In a worker child: puts the chunk being handled into every log line."""
-
-    def __init__(self, worker_id: str) -> None:
-        set_worker(worker_id)
-
-    def chunk_leased(self, lease: Lease) -> None:
-        _sweep.set(lease.sweep_id)
-        _chunk.set(f"{lease.chunk.start}-{lease.chunk.stop}")
-
-    def chunk_finished(self, lease: Lease, outcome: str) -> None:
-        _sweep.set(None)
-        _chunk.set(None)
+def set_chunk(sweep_id: str | None, chunk: str | None) -> None:
+    """The sweep and chunk this process handles now (None: none), for the JSON lines."""
+    _sweep.set(sweep_id)
+    _chunk.set(chunk)

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from ttg.chunking import Chunk, plan
+from ttg.core.chunking import Chunk, plan
+from ttg.core.records import ChunkRecords, failed_record
+from ttg.core.sweep import Options, Sweep
 from ttg.errors import ConfigError, SweepNotFound
-from ttg.records import ChunkRecords, failed_record
 from ttg.settings import Settings
-from ttg.space import RangeSpace
+from ttg.spaces import RangeSpace
 from ttg.stores import Progress, ResultStore, open_store
-from ttg.sweep import Options, Sweep
 
 from ..conftest import store_url
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ttg import settings
-from ttg.cli import cli
+from ttg.cli.commands import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -182,7 +182,7 @@ def test_keda_counts_in_flight_chunks_and_scales_to_zero(overlay: str) -> None:
     # TTG's own metrics, both of them: queued and leased (in flight)
     assert "ttg_sweep_queued_chunks" in query and "ttg_sweep_leased_chunks" in query
     assert "ttg_exporter_backend_up" in query and trigger["metadata"]["ignoreNullValues"] == "false"
-    exporter_source = (ROOT / "src" / "ttg" / "exporter.py").read_text()
+    exporter_source = (ROOT / "src" / "ttg" / "observe" / "exporter.py").read_text()
     for metric in re.findall(r"ttg_\w+", query):
         assert metric.removeprefix("ttg_") in exporter_source or metric in exporter_source, metric
 

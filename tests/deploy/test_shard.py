@@ -21,9 +21,9 @@ from tests.conftest import (
     ttg,
 )
 from tests.processes import Procs, executions, wait_until
+from ttg.client.shard import Shard, parse
 from ttg.errors import ConfigError
 from ttg.settings import load
-from ttg.shard import Shard, parse
 
 N = 3
 TOTAL = 180

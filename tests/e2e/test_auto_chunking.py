@@ -8,7 +8,7 @@ from pathlib import Path
 import ttg
 from tests.conftest import assert_exactly_once, records_per_index
 from ttg import settings as settings_mod
-from ttg.chunking import AUTO_CHUNKS
+from ttg.core.chunking import AUTO_CHUNKS
 from ttg.stores import open_store
 
 

@@ -32,7 +32,7 @@ from tests.conftest import assert_exactly_once_in, rabbit_vhost
 from tests.netns import Host, Network
 from tests.processes import Proc, Procs, done_in, executions, reach, submit, wait_until
 from ttg import settings as settings_mod
-from ttg.records import ChunkRecords
+from ttg.core.records import ChunkRecords
 from ttg.stores import open_store
 from ttg.testing import PrivateRedis, free_port
 
@@ -265,6 +265,6 @@ def test_amqp_heartbeat_given_in_the_url_is_used(home: Path) -> None:
         for url, expected in ((f"{vhost.url}?heartbeat={HEARTBEAT}", HEARTBEAT), (vhost.url, 20)):
             broker = RabbitBroker(url)
             try:
-                assert broker._conn._impl.params.heartbeat == expected
+                assert broker.link.conn._impl.params.heartbeat == expected
             finally:
                 broker.close()

@@ -48,13 +48,13 @@ from tests.conftest import (
 )
 from tests.processes import Procs, children, table_rows, wait_until
 from ttg import settings as settings_mod
-from ttg.chunking import plan
+from ttg.core.chunking import plan
+from ttg.core.records import ChunkRecords
+from ttg.core.sweep import Options, Sweep
 from ttg.errors import ConfigError
-from ttg.records import ChunkRecords
-from ttg.space import RangeSpace
+from ttg.spaces import RangeSpace
 from ttg.stores import Progress, ResultStore, open_store
-from ttg.stores.postgres_schema import LATEST
-from ttg.sweep import Options, Sweep
+from ttg.stores.postgres.schema import LATEST
 from ttg.testing import free_port
 
 SETTINGS = settings_mod.load(environ={})

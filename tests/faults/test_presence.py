@@ -20,11 +20,11 @@ from tests.conftest import POSTGRES_URL, empty_postgres, empty_redis, postgres_u
 from tests.processes import Proc, Procs, submit, wait_until
 from ttg import settings as settings_mod
 from ttg.brokers import open_broker
-from ttg.monitor import SweepMonitor, WorkerPresence
-from ttg.presence import WorkerBeat, liveness
-from ttg.stores import open_store
+from ttg.observe.monitor import SweepMonitor, WorkerPresence
+from ttg.stores import open_presence, open_store
+from ttg.stores.presence import WorkerBeat, liveness
 from ttg.testing import PrivateRedis
-from ttg.worker.presence import Presence
+from ttg.worker.beats import BeatWriter
 
 #: Beat every half second, so "stale" (no beat for three intervals) comes in 1.5 s.
 INTERVAL = 0.5
@@ -65,17 +65,15 @@ def backend(request: pytest.FixtureRequest, home: Path, procs: Procs) -> Iterato
 
 
 def beat_of(b: Backend, proc: Proc) -> WorkerBeat | None:
-    store = open_store(settings_mod.load(environ={}), b.store)
-    try:
-        return next((w for w in store.workers() if w.pid == proc.pid), None)
-    finally:
-        store.close()
+    with open_presence(settings_mod.load(environ={}), b.store) as presence:
+        return next((w for w in presence.workers() if w.pid == proc.pid), None)
 
 
 def presence_of(b: Backend, proc: Proc, sweep: str) -> WorkerPresence | None:
     s = settings_mod.load(environ={})
-    with open_broker(s, b.broker) as broker, open_store(s, b.store) as store:
-        return next((p for p in SweepMonitor(broker, store).presence(sweep)
+    with open_broker(s, b.broker) as broker, open_store(s, b.store) as store, \
+            open_presence(s, b.store) as presence:
+        return next((p for p in SweepMonitor(broker, store, presence).presence(sweep)
                      if p.beat is not None and p.beat.pid == proc.pid), None)
 
 
@@ -143,8 +141,8 @@ def test_beats_survive_an_unreachable_store(tmp_path: Path, caplog: pytest.LogCa
     server = PrivateRedis(tmp_path / "redis")  # not started yet: nothing listens on its port
     s = settings_mod.load(environ={})
     first = WorkerBeat("h-1", "h", 1, time.time(), 0.0, 0.1, 2)
-    presence = Presence(lambda: open_store(s, server.url), first)
-    caplog.set_level(logging.DEBUG, "ttg.worker.presence")
+    presence = BeatWriter(lambda: open_presence(s, server.url), first)
+    caplog.set_level(logging.DEBUG, "ttg.worker.beats")
     presence.start()
     try:
         time.sleep(0.5)  # about five failed beats
@@ -157,7 +155,7 @@ def test_beats_survive_an_unreachable_store(tmp_path: Path, caplog: pytest.LogCa
         presence.update(WorkerBeat("h-1", "h", 1, first.started, 0.0, 0.1, 2, 7))
 
         def beat() -> WorkerBeat | None:
-            with open_store(s, server.url) as store:
+            with open_presence(s, server.url) as store:
                 return next(iter(store.workers()), None)
 
         # (the first beat written may still be the one from before the update)

@@ -34,8 +34,8 @@ from tests.processes import Proc, Procs, children, executions, submit, sweep_in,
 from tests.processes import reach as reach_in
 from ttg import settings as settings_mod
 from ttg.brokers import open_broker
-from ttg.chunking import Chunk
-from ttg.codec import Codec
+from ttg.core.chunking import Chunk
+from ttg.core.codec import Codec
 from ttg.stores import open_store
 from ttg.testing import RabbitVhost
 
@@ -440,27 +440,27 @@ def test_a_child_asking_for_work_while_its_worker_stops_is_answered_at_once(vhos
     """A child's ack and request for its next chunk can reach the supervisor after
     SIGTERM: the ack is done and the request answered with no chunk at once (the
     child then sees "stop" and exits), instead of waiting for work until the grace
-    period ends. Driven here on a supervisor of a real broker, with a real pipe."""
+    period ends. Driven here on the supervisor's proxy server over a real broker, with
+    a real pipe."""
     import mmap
     from multiprocessing import Pipe
 
-    from ttg.funcref import AllowList
-    from ttg.worker.child import ChildOptions
-    from ttg.worker.supervisor import Slot, Supervisor
+    from ttg.worker.protocol import Call, Reply
+    from ttg.worker.proxy import AckAndLeaseCall, ProxyServer
+    from ttg.worker.slots import Slot
 
     settings = settings_mod.load(environ={}, broker=vhost.url)
     with open_broker(settings, vhost.url) as broker:
         broker.submit("s", [(Chunk(i, i + 1), b"x") for i in range(3)])
         done = broker.lease("w", timeout=1, sweep_id="s")
         assert done is not None
-        sup = Supervisor(settings, ChildOptions("w", AllowList(["*"])), broker, processes=1)
+        server = ProxyServer(broker)
         ours, childs = Pipe()
-        sup.slots[0] = Slot(0, None, ours, memoryview(mmap.mmap(-1, 16)).cast("q"), lease=done)
-        sup.stopping = True
-        sup._serve_call(sup.slots[0], 7, "ack_and_lease", (done, "w"), {"sweep_id": "s"})
+        slot = Slot(0, None, ours, memoryview(mmap.mmap(-1, 16)).cast("q"), lease=done)  # type: ignore[arg-type]
+        server.handle(slot, Call(7, AckAndLeaseCall(done, "w", "s", 0.0)), {0: slot}, stopping=True)
         assert childs.poll(1), "the child's request was left unanswered"
-        assert childs.recv() == ("ret", 7, True, None)
-        assert sup.slots[0].lease is None
+        assert childs.recv() == Reply(7, True, None)
+        assert slot.lease is None
         assert broker.stats("s").queued == 2  # acked: gone for good; the other two still queued
 
 
@@ -507,8 +507,8 @@ def test_bulk_submit_returns_only_when_every_chunk_is_confirmed(vhost: RabbitVho
     RabbitMQ cannot take them (the queue is gone), it raises instead of returning."""
     import pika as pika_mod
 
-    from ttg.brokers.rabbitmq import BULK_PUBLISH
-    from ttg.brokers.rabbitmq_publish import publish_confirmed
+    from ttg.brokers.rabbitmq.broker import BULK_PUBLISH
+    from ttg.brokers.rabbitmq.publish import publish_confirmed
     from ttg.errors import BrokerUnavailable
 
     with open_broker(settings_mod.load(environ={}), vhost.url) as broker:
@@ -535,10 +535,10 @@ def test_refused_or_unreachable_fails_fast(home: Path, case: str) -> None:
     v = rabbit_vhost(home)  # never created
     url, expected = {
         "wrong password": ("amqp://guest:wrong@127.0.0.1:5672/%2F",
-                           "RabbitMQ at amqp://127.0.0.1:5672/%2F refused the credentials; check the user "
-                           "and password in the URL."),
+                           "RabbitMQ at amqp://guest@127.0.0.1:5672/%2F refused the credentials; check the "
+                           "user and password in the URL."),
         "nothing listens": ("amqp://guest:guest@127.0.0.1:1/%2F",
-                            "cannot reach RabbitMQ at amqp://127.0.0.1:1/%2F"),
+                            "cannot reach RabbitMQ at amqp://guest@127.0.0.1:1/%2F"),
         "no such vhost": (v.url, f"refused access to virtual host '{v.name}'; create it or give the user "
                                  "permissions on it"),
     }[case]

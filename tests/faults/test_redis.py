@@ -21,8 +21,8 @@ from tests.conftest import assert_exactly_once_in, ttg
 from tests.processes import Proc, Procs, children, done_in, executions, reach, submit, wait_until
 from ttg import settings as settings_mod
 from ttg.brokers import DeadLetter, open_broker
-from ttg.chunking import Chunk
-from ttg.codec import Codec
+from ttg.core.chunking import Chunk
+from ttg.core.codec import Codec
 from ttg.stores import open_store
 from ttg.testing import PrivateRedis
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.observability.browser import chromium, screenshot
 from tests.processes import Procs, wait_until
-from ttg.dashboard.server import is_loopback, token_for
+from ttg.observe.dashboard.server import is_loopback, token_for
 from ttg.testing import free_port
 
 SWEEP = "surface"

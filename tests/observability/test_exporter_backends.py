@@ -9,17 +9,17 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ttg.brokers.base import Broker
-from ttg.chunking import Chunk
-from ttg.client import submit
-from ttg.codec import Codec
-from ttg.exporter import SweepCollector
-from ttg.metrics import registry
-from ttg.monitor import SweepMonitor
-from ttg.presence import WorkerBeat
-from ttg.records import ChunkRecords
-from ttg.space import RangeSpace
+from ttg.client.submit import submit
+from ttg.core.chunking import Chunk
+from ttg.core.codec import Codec
+from ttg.core.records import ChunkRecords
+from ttg.core.sweep import Options, Sweep
+from ttg.observe.exporter import SweepCollector
+from ttg.observe.monitor import SweepMonitor
+from ttg.spaces import RangeSpace
 from ttg.stores.base import ResultStore
-from ttg.sweep import Options, Sweep
+from ttg.stores.presence import PresenceStore, WorkerBeat
+from ttg.worker.metrics import registry
 
 
 def _samples(monitor: SweepMonitor) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -28,7 +28,7 @@ def _samples(monitor: SweepMonitor) -> dict[tuple[str, tuple[tuple[str, str], ..
             for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
-def test_exporter_reads_any_backend(broker: Broker, store: ResultStore) -> None:
+def test_exporter_reads_any_backend(broker: Broker, store: ResultStore, presence: PresenceStore) -> None:
     space = RangeSpace(100)
     sweep = Sweep.create("tests.funcs:square", space, Options(chunk_size=10), "exported")
     submit(sweep, space, broker, store, Codec(""))
@@ -41,7 +41,7 @@ def test_exporter_reads_any_backend(broker: Broker, store: ResultStore) -> None:
     store.commit(sweep.id, ChunkRecords(chunk.start, chunk.stop, [1] * n, [1000] * n, "w", 1,
                                         statuses, errors))
     broker.ack(lease)
-    got = _samples(SweepMonitor(broker, store))
+    got = _samples(SweepMonitor(broker, store, presence))
     s = (("sweep", "exported"),)
     assert got["ttg_sweep_size_points", s] == 100
     assert got["ttg_sweep_done_points", s] == 10
@@ -55,17 +55,18 @@ def test_exporter_reads_any_backend(broker: Broker, store: ResultStore) -> None:
     assert got["ttg_exporter_backend_up", ()] == 1
 
 
-def test_workers_by_presence_on_any_backend(broker: Broker, store: ResultStore) -> None:
+def test_workers_by_presence_on_any_backend(broker: Broker, store: ResultStore,
+                                            presence: PresenceStore) -> None:
     space = RangeSpace(100)
     sweep = Sweep.create("tests.funcs:square", space, Options(chunk_size=10), "watched")
     submit(sweep, space, broker, store, Codec(""))
     store.commit(sweep.id, ChunkRecords(0, 10, [1] * 10, [1000] * 10, "old-7-8", 1))
     now = time.time()
-    store.beat(WorkerBeat("h-1", "h", 1, now - 60, now, 2.0, 2, 5, ((sweep.id, 10, 20), ("other", 0, 5))))
-    store.beat(WorkerBeat("h-2", "h", 2, now - 60, now - 30, 2.0, 1, 3, ((sweep.id, 20, 30),)))  # stale
-    store.beat(WorkerBeat("h-3", "h", 3, now - 60, now - 5, 2.0, state="stopped"))
-    store.beat(WorkerBeat("h-4", "h", 4, now - 60, now - 1, 2.0, 1, 0, (("other", 5, 10),)))
-    monitor = SweepMonitor(broker, store)
+    presence.beat(WorkerBeat("h-1", "h", 1, now - 60, now, 2.0, 2, 5, ((sweep.id, 10, 20), ("other", 0, 5))))
+    presence.beat(WorkerBeat("h-2", "h", 2, now - 60, now - 30, 2.0, 1, 3, ((sweep.id, 20, 30),)))  # stale
+    presence.beat(WorkerBeat("h-3", "h", 3, now - 60, now - 5, 2.0, state="stopped"))
+    presence.beat(WorkerBeat("h-4", "h", 4, now - 60, now - 1, 2.0, 1, 0, (("other", 5, 10),)))
+    monitor = SweepMonitor(broker, store, presence)
     got = _samples(monitor)
     assert {k: got["ttg_workers", (("status", k),)] for k in ("alive", "stale", "stopped")} == {
         "alive": 2, "stale": 1, "stopped": 1}

@@ -91,7 +91,7 @@ def test_json_logs_from_the_environment_and_a_bad_format(tmp_path: Path) -> None
     proc = ttg(home, "submit", "tests.funcs:square", "--range", "5", "-v", TTG_LOG_FORMAT="json")
     assert proc.returncode == 0
     [line] = [json.loads(x) for x in proc.stderr.splitlines()]
-    assert line["level"] == "info" and line["logger"] == "ttg.client"
+    assert line["level"] == "info" and line["logger"] == "ttg.client.submit"
     bad = ttg(home, "list", TTG_LOG_FORMAT="xml")
     assert bad.returncode == 2 and "log format must be human or json" in bad.stderr
 
@@ -101,9 +101,9 @@ def test_log_level_from_the_environment_and_the_flags_win(tmp_path: Path) -> Non
     quiet = ttg(home, "submit", "tests.funcs:square", "--range", "5")
     assert quiet.returncode == 0 and quiet.stderr == ""
     info = ttg(home, "submit", "tests.funcs:square", "--range", "5", "--name", "b", TTG_LOG_LEVEL="info")
-    assert info.returncode == 0 and "INFO ttg.client: sweep" in info.stderr, info.stderr
+    assert info.returncode == 0 and "INFO ttg.client.submit: sweep" in info.stderr, info.stderr
     flagged = ttg(home, "submit", "tests.funcs:square", "--range", "5", "--name", "c", "-vv",
                   TTG_LOG_LEVEL="ERROR")
-    assert flagged.returncode == 0 and "INFO ttg.client: sweep" in flagged.stderr, flagged.stderr
+    assert flagged.returncode == 0 and "INFO ttg.client.submit: sweep" in flagged.stderr, flagged.stderr
     bad = ttg(home, "list", TTG_LOG_LEVEL="loud")
     assert bad.returncode == 2 and "log level must be one of DEBUG, INFO, WARNING, ERROR" in bad.stderr

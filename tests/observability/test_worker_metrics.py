@@ -6,11 +6,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ttg.brokers.base import Lease
-from ttg.chunking import Chunk
-from ttg.events import POINT_BUCKETS, ChunkReport, Tally, bucket_counts
-from ttg.metrics import WorkerMetrics, registry
-from ttg.records import ChunkRecords
-from ttg.retry import Failure
+from ttg.core.chunking import Chunk
+from ttg.core.records import ChunkRecords
+from ttg.core.retry import Failure
+from ttg.worker.events import POINT_BUCKETS, ChunkReport, Tally, bucket_counts
+from ttg.worker.metrics import WorkerMetrics, registry
 
 
 def _lease(failures: int = 0, kind: str | None = None) -> Lease:

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttg.chunking import AUTO_CHUNKS, AUTO_MIN_CHUNK, Chunk, auto_size, gaps, plan, remainder_pieces, split
+from ttg.core.chunking import (
+    AUTO_CHUNKS,
+    AUTO_MIN_CHUNK,
+    Chunk,
+    auto_size,
+    gaps,
+    plan,
+    remainder_pieces,
+    split,
+)
 
 FAST = settings(max_examples=50, deadline=None)
 

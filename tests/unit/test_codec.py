@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttg.codec import Codec, pack, unpack
+from ttg.core.codec import Codec, pack, unpack
 from ttg.errors import BadMessage
 
 PLAIN = st.recursive(

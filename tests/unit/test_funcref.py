@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests import funcs
+from ttg.core.funcref import AllowList, normalize, ref_of, resolve, split_ref
 from ttg.errors import FunctionError, NotAllowed
-from ttg.funcref import AllowList, normalize, ref_of, resolve, split_ref
 
 
 @pytest.fixture(autouse=True)

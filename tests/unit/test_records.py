@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttg.chunking import Chunk
-from ttg.records import FAILED, ChunkRecords, failed_record
+from ttg.core.chunking import Chunk
+from ttg.core.records import FAILED, ChunkRecords, failed_record
 
 STATUS = st.sampled_from(["ok", "ok", "ok", "error", "crashed", "timeout"])
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttg.chunking import Chunk
-from ttg.retry import Failure, Isolated, Run, Split, decide
+from ttg.core.chunking import Chunk
+from ttg.core.retry import Failure, Isolated, Run, Split, decide
 
 CRASH = Failure("crashed", "the process died with SIGSEGV", None)
 

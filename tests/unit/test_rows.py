@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ttg.errors import SpecError
-from ttg.rows import FileSpace
-from ttg.space import load_spec_file, space_from_spec
+from ttg.spaces import load_spec_file, space_from_spec
+from ttg.spaces.files import FileSpace
 
 N = 20_000  # more than one 8192-row block
 

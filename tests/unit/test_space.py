@@ -20,16 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ttg.errors import SpecError
-from ttg.space import (
-    GridSpace,
-    RandomSpace,
-    RangeSpace,
-    Space,
-    _mix,
-    _name_key,
-    load_spec_file,
-    space_from_spec,
-)
+from ttg.spaces import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
+from ttg.spaces.generated import _mix, _name_key
 
 from .strategies import (
     EXACT_GRID_SPECS,
@@ -214,7 +206,7 @@ DETERMINISM_INDICES = [0, 1, 2, 17, 999, 12345, 10**8 - 1]
 
 _CHILD = """
 import json, sys
-from ttg.space import space_from_spec
+from ttg.spaces import space_from_spec
 specs, indices = json.load(sys.stdin)
 out = []
 for spec in specs:

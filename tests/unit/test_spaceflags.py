@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ttg.errors import SpecError
-from ttg.space import space_from_spec
-from ttg.spaceflags import grid_axis, parse_range, random_param, scalar
+from ttg.spaces import space_from_spec
+from ttg.spaces.flags import grid_axis, parse_range, random_param, scalar
 
 
 @pytest.mark.parametrize(("text", "spec"), [

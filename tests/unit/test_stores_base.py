@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttg.records import ChunkRecords
+from ttg.core.records import ChunkRecords
 from ttg.stores.base import Progress, _runs
 
 

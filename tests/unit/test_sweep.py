@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from ttg.chunking import Chunk
+from ttg.core.chunking import Chunk
+from ttg.core.sweep import Options, Sweep, derive_id
 from ttg.errors import ConfigError, FunctionError, SpecError
-from ttg.rows import FileSpace
-from ttg.space import GridSpace, RandomSpace, RangeSpace, space_from_spec
-from ttg.sweep import Options, Sweep, derive_id
+from ttg.spaces import GridSpace, RandomSpace, RangeSpace, space_from_spec
+from ttg.spaces.files import FileSpace
 
 from .strategies import SPECS
 

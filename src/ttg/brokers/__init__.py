@@ -7,46 +7,51 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..settings import Settings
-from .base import Broker, DeadLetter, Lease, QueueStats
+from .base import Broker, BrokerBackend, DeadLetter, Lease, QueueStats
 
-__all__ = ["Broker", "DeadLetter", "Lease", "QueueStats", "holds_leases", "open_broker"]
+__all__ = ["Broker", "DeadLetter", "Lease", "QueueStats", "broker_class", "open_broker", "open_child_broker"]
 
 
-def _local(url: str, settings: Settings) -> Broker:
+def _local() -> type[BrokerBackend]:
     from .local import LocalBroker
 
-    path = url.removeprefix("local://")
-    return LocalBroker(path, settings.lease_seconds, poll_seconds=settings.poll_seconds)
+    return LocalBroker
 
 
-def _redis(url: str, settings: Settings) -> Broker:
+def _redis() -> type[BrokerBackend]:
     from .redis_streams import RedisBroker
 
-    return RedisBroker(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
+    return RedisBroker
 
 
-def _amqp(url: str, settings: Settings) -> Broker:
+def _amqp() -> type[BrokerBackend]:
     from .rabbitmq import RabbitBroker
 
-    return RabbitBroker(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
+    return RabbitBroker
 
 
-_SCHEMES: dict[str, Callable[[str, Settings], Broker]] = {
+_SCHEMES: dict[str, Callable[[], type[BrokerBackend]]] = {
     "local": _local, "redis": _redis, "rediss": _redis, "amqp": _amqp, "amqps": _amqp,
 }
 
 
-def holds_leases(url: str) -> bool:
-    """True for brokers whose leases live with a connection (see Broker.holds_leases)."""
-    return urlsplit(url).scheme in ("amqp", "amqps")
-
-
-def open_broker(settings: Settings, url: str | None = None) -> Broker:
-    """Open the broker at ``url`` (default: the settings' broker)."""
-    url = url or settings.broker_url
+def broker_class(url: str) -> type[BrokerBackend]:
+    """The broker class for ``url``'s scheme; ConfigError for an unknown one."""
     scheme = urlsplit(url).scheme
     if scheme not in _SCHEMES:
         known = ", ".join(f"{s}://" for s in _SCHEMES)
         raise ConfigError(f"unknown broker URL scheme {scheme + '://' if scheme else url!r}; "
                           f"use one of {known}.")
-    return _SCHEMES[scheme](url, settings)
+    return _SCHEMES[scheme]()
+
+
+def open_broker(settings: Settings, url: str | None = None) -> Broker:
+    """Open the broker at ``url`` (default: the settings' broker)."""
+    url = url or settings.broker_url
+    return broker_class(url).from_url(url, settings)
+
+
+def open_child_broker(settings: Settings, proxied: Callable[[], Broker]) -> Broker:
+    """In a worker child: the client it uses (``Broker.for_child``)."""
+    url = settings.broker_url
+    return broker_class(url).for_child(url, settings, proxied)

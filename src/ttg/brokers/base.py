@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
-from ..chunking import Chunk
-from ..retry import Failure
+from ..core.chunking import Chunk
+from ..core.clock import SYSTEM, Clock
+from ..core.retry import Failure
+from ..settings import Settings
 
 T = TypeVar("T")
 
@@ -35,6 +37,10 @@ class Lease:
     failures: int
     last_failure: Failure | None
     priority: int = 0
+    #: The broker knows that nothing of this chunk can be committed yet: it never
+    #: queues a chunk twice, and this is the chunk's first delivery. The worker
+    #: then does not ask the store what is committed (a round trip per chunk).
+    fresh: bool = False
 
     @property
     def attempt(self) -> int:
@@ -63,18 +69,10 @@ class QueueStats:
 class Broker(ABC):
     """Queues chunks and leases them out, at least once."""
 
-    #: True when a lease lives only as long as the connection that took it (AMQP):
-    #: then a worker's children reach the broker through their supervisor, which
-    #: keeps the connection alive (``service``) while they compute.
-    holds_leases = False
-    #: True when submitting a chunk that is already queued or leased adds nothing.
-    dedupes = True
-    #: True when ``stats().leased`` counts every client's leases (not only this one's).
-    exact_leased = True
-
-    def __init__(self, lease_seconds: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, lease_seconds: float = 10.0, clock: Clock = SYSTEM) -> None:
         self.lease_seconds = lease_seconds
         self.clock = clock
+
 
     @abstractmethod
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
@@ -128,7 +126,8 @@ class Broker(ABC):
 
     @abstractmethod
     def stats(self, sweep_id: str | None = None) -> QueueStats:
-        """Counts of queued, leased and dead chunks (of one sweep, or all)."""
+        """Counts of queued, leased and dead chunks (of one sweep, or all); ``leased``
+        counts every client's leases."""
 
     @abstractmethod
     def cancel(self, sweep_id: str) -> int:
@@ -137,9 +136,10 @@ class Broker(ABC):
 
     def set_capacity(self, holders: int, *, long_chunks: bool = False) -> None:  # noqa: B027 - a hint only some backends use
         """This client leases for ``holders`` chunk holders at once (a supervisor's
-        children): a backend that can keep the next chunks coming ahead of the
-        requests may size that by it, and should not while chunks are long
-        (``long_chunks``, worker/pace.py): chunks waiting here are not for other workers."""
+        children, when they reach the broker through it: ``for_child``): a backend
+        that can keep the next chunks coming ahead of the requests may size that
+        by it, and should not while chunks are long (``long_chunks``,
+        worker/pace.py): chunks waiting here are not for other workers."""
 
     def service(self) -> None:  # noqa: B027 - only connection-bound brokers need it
         """Keep the connection alive (heartbeats); called by the supervisor every tick."""
@@ -153,6 +153,24 @@ class Broker(ABC):
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class BrokerBackend(Broker):
+    """A broker opened from a URL (``brokers.open_broker`` picks the class by scheme)."""
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, settings: Settings) -> Broker:
+        """Open a client of the broker at ``url`` (``brokers.open_broker`` picks the class)."""
+
+    @classmethod
+    def for_child(cls, url: str, settings: Settings, proxied: Callable[[], Broker]) -> Broker:
+        """The client a worker child uses, opened in the child: by default one of
+        its own. A broker whose leases live with the connection that took them
+        returns ``proxied()`` instead: the child's calls are relayed to its
+        supervisor's client (worker/proxy.py), whose connection the supervisor keeps
+        alive (``service``) while the function runs, whatever the function does."""
+        return cls.from_url(url, settings)
 
 
 def poll(attempt: Callable[[], T | None], timeout: float, max_sleep: float = 0.05) -> T | None:

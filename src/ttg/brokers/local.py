@@ -31,15 +31,17 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from .. import sqlitedb
-from ..chunking import Chunk
+from ..core.chunking import Chunk
+from ..core.clock import SYSTEM, Clock
+from ..core.retry import Failure
+from ..drivers import sqlite as sqlitedb
 from ..errors import BrokerUnavailable, LeaseLost
-from ..retry import Failure
-from .base import Broker, DeadLetter, Lease, QueueStats, poll
+from ..settings import Settings
+from .base import BrokerBackend, DeadLetter, Lease, QueueStats, poll
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
@@ -75,15 +77,19 @@ CREATE TABLE IF NOT EXISTS cancelled (sweep TEXT PRIMARY KEY)
 _COLS = "id, sweep, start, stop, priority, body, failures, last_failure"
 
 
-class LocalBroker(Broker):
+class LocalBroker(BrokerBackend):
     def __init__(self, path: str | Path, lease_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.time, poll_seconds: float = 0.05) -> None:
+                 clock: Clock = SYSTEM, poll_seconds: float = 0.05) -> None:
         super().__init__(lease_seconds, clock)
         self.path = Path(path)
         self.poll_seconds = poll_seconds
         self._db = sqlitedb.connect(self.path, SCHEMA, BrokerUnavailable)
         self._host = socket.gethostname()
         self._next_orphan_check = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> LocalBroker:
+        return cls(url.removeprefix("local://"), settings.lease_seconds, poll_seconds=settings.poll_seconds)
 
     def _tx(self) -> sqlitedb.Transaction:
         return sqlitedb.transaction(self._db, BrokerUnavailable)
@@ -123,7 +129,7 @@ class LocalBroker(Broker):
         return True
 
     def _try_lease(self, worker_id: str, sweep_id: str | None) -> Lease | None:
-        now = self.clock()
+        now = self.clock.time()
         only = "AND sweep = ?" if sweep_id else ""
         args: tuple[object, ...] = (sweep_id,) if sweep_id else ()
         with self._tx() as db:
@@ -146,10 +152,10 @@ class LocalBroker(Broker):
                        "failures = ?, last_failure = ? WHERE id = ?",
                        (token, worker_id, deadline, failures, last, rowid))
         return Lease(sweep, Chunk(start, stop), body, token, deadline, failures,
-                     Failure.from_dict(json.loads(last) if last else None), priority)
+                     Failure.from_dict(json.loads(last) if last else None), priority, fresh=failures == 0)
 
     def extend(self, lease: Lease) -> Lease:
-        deadline = self.clock() + self.lease_seconds
+        deadline = self.clock.time() + self.lease_seconds
         with self._tx() as db:
             cur = db.execute("UPDATE chunks SET deadline = ? WHERE id = ? AND token = ? "
                              "AND state = 'leased'", (deadline, _rowid(lease), lease.token))
@@ -170,12 +176,12 @@ class LocalBroker(Broker):
             if failure is None:
                 db.execute("UPDATE chunks SET state = 'queued', token = NULL, owner = NULL, "
                            "deadline = NULL, ready_at = ? WHERE id = ? AND token = ?",
-                           (self.clock() + delay, _rowid(lease), lease.token))
+                           (self.clock.time() + delay, _rowid(lease), lease.token))
             else:
                 db.execute("UPDATE chunks SET state = 'queued', token = NULL, owner = NULL, "
                            "deadline = NULL, ready_at = ?, failures = failures + 1, last_failure = ? "
                            "WHERE id = ? AND token = ?",
-                           (self.clock() + delay, json.dumps(failure.to_dict()), _rowid(lease),
+                           (self.clock.time() + delay, json.dumps(failure.to_dict()), _rowid(lease),
                             lease.token))
 
     def dead_letter(self, lease: Lease, reason: str) -> None:
@@ -183,7 +189,7 @@ class LocalBroker(Broker):
             cur = db.execute("DELETE FROM chunks WHERE id = ? AND token = ?", (_rowid(lease), lease.token))
             if cur.rowcount:
                 db.execute("INSERT INTO dead (sweep, start, stop, reason, at) VALUES (?, ?, ?, ?, ?)",
-                           (lease.sweep_id, lease.chunk.start, lease.chunk.stop, reason, self.clock()))
+                           (lease.sweep_id, lease.chunk.start, lease.chunk.stop, reason, self.clock.time()))
 
     def dead_letters(self, sweep_id: str) -> list[DeadLetter]:
         rows = sqlitedb.guarded(BrokerUnavailable, lambda: self._db.execute(

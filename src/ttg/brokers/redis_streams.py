@@ -34,16 +34,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.retry import Retry
 
-from ..chunking import Chunk
+from ..core.chunking import Chunk
+from ..core.clock import SYSTEM, Clock
+from ..core.retry import Failure
+from ..drivers.redis import connect, describe
 from ..errors import BrokerUnavailable, LeaseLost
-from ..retry import Failure
-from .base import Broker, DeadLetter, Lease, QueueStats
+from ..settings import Settings
+from .base import BrokerBackend, DeadLetter, Lease, QueueStats
 
 _OWNED = """
 local function owned(q, id, consumer)
@@ -185,9 +185,9 @@ return n
 """
 
 
-class RedisBroker(Broker):
+class RedisBroker(BrokerBackend):
     def __init__(self, url: str, lease_seconds: float = 10.0, poll_seconds: float = 0.05,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock = SYSTEM) -> None:
         super().__init__(lease_seconds, clock)
         self.url = url
         self.poll_seconds = poll_seconds
@@ -198,6 +198,10 @@ class RedisBroker(Broker):
         self._finish = self.r.register_script(_FINISH)
         self._ack_lease = self.r.register_script(_ACK_LEASE)
         self._cancel = self.r.register_script(_CANCEL)
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> RedisBroker:
+        return cls(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
 
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
         args: list[Any] = [sweep_id, priority]
@@ -243,15 +247,17 @@ class RedisBroker(Broker):
         if lost:
             failure = Failure("lost", "the lease expired: its worker died, hung or was cut off")
         token = f"{entry_id.decode()}|{worker_id}"
+        failures = int(f[b"f"]) + lost
         return Lease(sweep.decode(), Chunk(int(f[b"s"]), int(f[b"e"])), f[b"b"], token,
-                     self.clock() + self.lease_seconds, int(f[b"f"]) + lost, failure, int(f[b"p"]))
+                     self.clock.time() + self.lease_seconds, failures, failure, int(f[b"p"]),
+                     fresh=failures == 0)
 
     def extend(self, lease: Lease) -> Lease:
         entry_id, consumer = _token(lease)
         if not self._call(self._extend, [_q(lease.sweep_id)], [entry_id, consumer]):
             raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost; another worker has "
                             "the chunk (or it was acked or cancelled).")
-        return replace(lease, deadline=self.clock() + self.lease_seconds)
+        return replace(lease, deadline=self.clock.time() + self.lease_seconds)
 
     def _finish_lease(self, lease: Lease, mode: str, failure: Failure | None = None, delay: float = 0.0,
                       reason: str = "") -> None:
@@ -264,7 +270,7 @@ class RedisBroker(Broker):
         keys: list[Any] = [_q(s), f"ttg:k:{s}", f"ttg:x:{s}", f"ttg:dl:{s}", f"ttg:dead:{s}", "ttg:active",
                            "ttg:cancelled"]
         dead = json.dumps({"start": lease.chunk.start, "stop": lease.chunk.stop, "reason": reason,
-                           "at": self.clock()}) if mode == "dead" else ""
+                           "at": self.clock.time()}) if mode == "dead" else ""
         args: list[Any] = [entry_id, consumer, s, mode, 1 if failure else 0,
                            json.dumps(failure.to_dict()) if failure else "", int(delay * 1000), dead]
         return keys, args
@@ -332,47 +338,3 @@ def _q(sweep_id: str) -> str:
 def _token(lease: Lease) -> tuple[str, str]:
     entry_id, _, consumer = lease.token.partition("|")
     return entry_id, consumer
-
-
-def connect(url: str, error: type[Exception]) -> redis.Redis:
-    """A client that fails fast with one clear sentence when the first connection
-    fails, then retries dropped connections with exponential backoff (about 15 s
-    in all, enough for a restart).
-
-    The first PING runs without retries: redis-py counts a refused connection
-    and a refused password (AuthenticationError is a ConnectionError) as
-    retryable, and nests the connect retries inside the command retries, so
-    with the backoff in place a server that is down took 17 s to report and
-    a missing password 4 minutes."""
-    try:
-        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), retry_on_error=[
-                                      redis.ConnectionError, redis.TimeoutError], socket_connect_timeout=5,
-                                      socket_timeout=60, health_check_interval=15)
-        client.ping()
-    except (redis.RedisError, ValueError) as exc:
-        raise error(describe(url, exc)) from exc
-    client.set_retry(Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=12,
-                           supported_errors=(redis.ConnectionError, redis.TimeoutError)))
-    return client
-
-
-def describe(url: str, exc: Exception) -> str:
-    where = _safe(url)
-    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
-        return (f"Redis at {where} refused the credentials ({exc}); check the user and password "
-                "in the URL.")
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return (f"cannot reach Redis at {where} ({exc}); check that the server runs and the URL "
-                "(host, port, TLS) is right.")
-    if isinstance(exc, ValueError):
-        return (f"the Redis URL {where} is malformed ({exc}); write it as "
-                "redis://[user:password@]host:port/db.")
-    return f"Redis at {where} failed: {exc}; check the server's log."
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..chunking import Chunk
+from ..core.chunking import Chunk
+from ..core.records import FAILED, ChunkRecords
+from ..core.sweep import Sweep
 from ..errors import ConfigError
-from ..presence import WorkerBeat
-from ..records import FAILED, ChunkRecords
-from ..sweep import Sweep
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ class ResultStore(ABC):
 
     def uncommitted(self, sweep_id: str, chunk: Chunk) -> list[Chunk]:
         """The parts of ``chunk`` with no committed records yet."""
-        from ..chunking import gaps
+        from ..core.chunking import gaps
 
         return gaps(chunk.start, chunk.stop, self.committed_ranges(sweep_id, chunk.start, chunk.stop))
 
@@ -144,20 +143,6 @@ class ResultStore(ABC):
             if self._replace(sweep_id, rec, [rec.slice(a, b) for a, b in keep]):
                 reopened.extend(Chunk(a, b) for a, b in redo)
         return reopened
-
-    # -- worker presence (ttg.presence) ------------------------------------------------
-
-    @abstractmethod
-    def beat(self, info: WorkerBeat) -> None:
-        """Store ``info`` as its worker's newest beat, replacing the one before
-        (idempotent), and delete beats older than presence.PRUNE_SECONDS before
-        ``info.beat``. One round trip; raises StoreError (StoreUnavailable when the
-        store cannot be reached)."""
-
-    @abstractmethod
-    def workers(self) -> list[WorkerBeat]:
-        """The newest beat of every worker kept, most recent beat first (ties by
-        worker id)."""
 
     def close(self) -> None:  # noqa: B027 - not every backend holds connections
         """Release connections."""

@@ -8,7 +8,8 @@ Keys:
 ``ttg:r:{sweep}``      zset of committed ranges, member ``start:stop`` scored by start.
 ``ttg:d:{sweep}``      hash start -> the chunk's records blob (see ttg.records).
 ``ttg:fail:{sweep}``   zset of committed ranges that hold failed records.
-``ttg:workers``        hash worker id -> its newest beat as JSON (ttg.presence.WorkerBeat).
+``ttg:workers``        worker presence (``RedisPresence``): hash worker id -> its
+                       newest beat as JSON (stores/presence.py).
 ``ttg:workers:beat``   zset worker id -> the time of that beat; beats older than a
                        day leave both keys when a beat is written (one script).
 
@@ -28,14 +29,12 @@ from typing import Any
 
 import redis
 
-from ..brokers.redis_streams import connect, describe
+from ..core.records import STATUSES, ChunkRecords
+from ..core.sweep import Sweep
+from ..drivers.redis import connect, describe
 from ..errors import StoreUnavailable
-from ..presence import PRUNE_SECONDS, WorkerBeat
-from ..records import ChunkRecords
-from ..sweep import Sweep
 from .base import Progress, ResultStore, SweepInfo
-
-_COUNTS = ("ok", "error", "crashed", "timeout")
+from .presence import PRUNE_SECONDS, PresenceStore, WorkerBeat
 
 _INSERT = """
 local function insert(sweep, start, stop, blob, failed, ok, err, crashed, timeout)
@@ -106,7 +105,6 @@ class RedisStore(ResultStore):
         self.r = connect(url, StoreUnavailable)
         self._commit = self.r.register_script(_COMMIT)
         self._replace_script = self.r.register_script(_REPLACE)
-        self._beat = self.r.register_script(_BEAT)
 
     def _do(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -152,7 +150,7 @@ class RedisStore(ResultStore):
         counts = records.counts()
         failed = len(records) - counts.get("ok", 0)
         args: list[Any] = [sweep_id, records.start, records.stop, records.encode(), failed,
-                           *(counts.get(k, 0) for k in _COUNTS), time.time()]
+                           *(counts.get(k, 0) for k in STATUSES), time.time()]
         return bool(self._do(lambda: self._commit(keys=[], args=args)))
 
     def committed_ranges(self, sweep_id: str, start: int, stop: int) -> list[tuple[int, int]]:
@@ -203,12 +201,30 @@ class RedisStore(ResultStore):
 
     def _replace(self, sweep_id: str, old: ChunkRecords, new: list[ChunkRecords]) -> bool:
         c = old.counts()
-        args: list[Any] = [sweep_id, old.start, old.stop, *(-c.get(k, 0) for k in _COUNTS), time.time()]
+        args: list[Any] = [sweep_id, old.start, old.stop, *(-c.get(k, 0) for k in STATUSES), time.time()]
         for rec in new:
             n = rec.counts()
             args += [rec.start, rec.stop, rec.encode(), len(rec) - n.get("ok", 0),
-                     *(n.get(k, 0) for k in _COUNTS)]
+                     *(n.get(k, 0) for k in STATUSES)]
         return bool(self._do(lambda: self._replace_script(keys=[], args=args)))
+
+    def close(self) -> None:
+        self.r.close()
+
+
+class RedisPresence(PresenceStore):
+    """Worker beats in the store's Redis (keys ``ttg:workers``, ``ttg:workers:beat``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.r = connect(url, StoreUnavailable)
+        self._beat = self.r.register_script(_BEAT)
+
+    def _do(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(describe(self.url, exc)) from exc
 
     def beat(self, info: WorkerBeat) -> None:
         args = [info.worker, info.to_json(), repr(info.beat), repr(info.beat - PRUNE_SECONDS)]
@@ -229,4 +245,4 @@ def _range(member: bytes) -> tuple[int, int]:
 
 
 def _progress(total: int, h: dict[bytes, bytes]) -> Progress:
-    return Progress(total, *(int(h.get(k.encode(), 0)) for k in _COUNTS))
+    return Progress(total, *(int(h.get(k.encode(), 0)) for k in STATUSES))

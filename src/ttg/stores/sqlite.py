@@ -9,9 +9,10 @@ Tables:
              ends it, ``data`` is the msgpack blob of its records (see
              ttg.records) and ``n_failed`` lets failures be found without
              decoding. Ranges of one sweep never overlap.
-``workers``  one row per worker supervisor: its id, its newest beat (Unix time)
-             and that beat as JSON (ttg.presence.WorkerBeat); rows older than
-             a day are deleted when a beat is written.
+``workers``  worker presence (``SqlitePresence``): one row per worker
+             supervisor, its id, its newest beat (Unix time) and that beat as
+             JSON (stores/presence.py); rows older than a day are deleted when
+             a beat is written.
 
 A commit runs in ``BEGIN IMMEDIATE``: it finds the committed range with the
 largest start below the new stop; the new range overlaps something exactly
@@ -28,12 +29,12 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from .. import sqlitedb
+from ..core.records import STATUSES, ChunkRecords
+from ..core.sweep import Sweep
+from ..drivers import sqlite as sqlitedb
 from ..errors import ConfigError, StoreUnavailable
-from ..presence import PRUNE_SECONDS, WorkerBeat
-from ..records import ChunkRecords
-from ..sweep import Sweep
 from .base import Progress, ResultStore, SweepInfo
+from .presence import PRUNE_SECONDS, PresenceStore, WorkerBeat
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -54,25 +55,16 @@ CREATE TABLE IF NOT EXISTS chunks (
     n_failed INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (sweep, start)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS workers (
-    id TEXT PRIMARY KEY,
-    beat REAL NOT NULL,
-    record TEXT NOT NULL
-)
+) WITHOUT ROWID
 """
 
-_COUNTS = ("ok", "error", "crashed", "timeout")
 
 
 class SqliteStore(ResultStore):
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         """``create=False``: refuse a file that does not exist (ConfigError)."""
         self.path = Path(path)
-        if not create and not self.path.exists():
-            raise ConfigError(f"the embedded SQLite store {self.path} does not exist on this machine: it "
-                              "serves one machine only; use a networked store (redis://...) for workers "
-                              "on other machines, or run this worker where the sweep was submitted.")
+        _check_exists(self.path, create)
         self._db = sqlitedb.connect(self.path, SCHEMA, StoreUnavailable)
 
     def _tx(self) -> sqlitedb.Transaction:
@@ -172,6 +164,30 @@ class SqliteStore(ResultStore):
                 _add_counts(db, sweep_id, counts, +1)
         return True
 
+    def close(self) -> None:
+        self._db.close()
+
+
+PRESENCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    beat REAL NOT NULL,
+    record TEXT NOT NULL
+)
+"""
+
+
+class SqlitePresence(PresenceStore):
+    """Worker beats in the embedded store's file (table ``workers``)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        _check_exists(self.path, create)
+        self._db = sqlitedb.connect(self.path, PRESENCE_SCHEMA, StoreUnavailable)
+
+    def _tx(self) -> sqlitedb.Transaction:
+        return sqlitedb.transaction(self._db, StoreUnavailable)
+
     def beat(self, info: WorkerBeat) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM workers WHERE beat < ?", (info.beat - PRUNE_SECONDS,))
@@ -188,6 +204,13 @@ class SqliteStore(ResultStore):
         self._db.close()
 
 
+def _check_exists(path: Path, create: bool) -> None:
+    if not create and not path.exists():
+        raise ConfigError(f"the embedded SQLite store {path} does not exist on this machine: it "
+                          "serves one machine only; use a networked store (redis://...) for workers "
+                          "on other machines, or run this worker where the sweep was submitted.")
+
+
 def _overlaps(db: sqlite3.Connection, sweep_id: str, start: int, stop: int) -> bool:
     row = db.execute("SELECT stop FROM chunks WHERE sweep = ? AND start < ? ORDER BY start DESC LIMIT 1",
                      (sweep_id, stop)).fetchone()
@@ -197,4 +220,4 @@ def _overlaps(db: sqlite3.Connection, sweep_id: str, start: int, stop: int) -> b
 def _add_counts(db: sqlite3.Connection, sweep_id: str, counts: dict[str, int], sign: int) -> None:
     db.execute("UPDATE sweeps SET n_ok = n_ok + ?, n_error = n_error + ?, n_crashed = n_crashed + ?, "
                "n_timeout = n_timeout + ?, updated = ? WHERE id = ?",
-               (*(sign * counts.get(k, 0) for k in _COUNTS), time.time(), sweep_id))
+               (*(sign * counts.get(k, 0) for k in STATUSES), time.time(), sweep_id))

@@ -30,17 +30,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import funcref
 from ..brokers.base import Broker, Lease
-from ..chunking import Chunk, remainder_pieces
-from ..codec import Codec
+from ..core import funcref
+from ..core.chunking import Chunk, remainder_pieces
+from ..core.codec import Codec
+from ..core.records import ChunkRecords, failed_record
+from ..core.retry import Isolated, Split, decide
 from ..errors import BadMessage, FunctionError, NotAllowed, SpecError, TtgError
-from ..events import Events
-from ..records import ChunkRecords, failed_record
-from ..retry import Isolated, Split, decide
-from ..space import Space, space_from_spec
+from ..spaces import Space, space_from_spec
 from ..stores.base import ResultStore
 from .compute import Beacon, make_storable, run_batch, run_points
+from .events import Events
 from .pace import LONG_SECONDS
 
 log = logging.getLogger(__name__)
@@ -209,16 +209,9 @@ class ChildLoop:
         self._unacked.append(lease)
 
     def _drained(self) -> bool:
-        """Nothing left for a burst worker: nothing queued or leased. A broker that
-        cannot see other workers' leases (RabbitMQ) cannot tell whether a chunk
-        held elsewhere may still come back, so with ``--sweep`` the store decides."""
-        o = self.options
+        """Nothing left for a burst worker: nothing queued or leased anywhere."""
         self._settle()
-        if self.broker.stats(o.sweep_id).active:
-            return False
-        if self.broker.exact_leased or o.sweep_id is None:
-            return True
-        return self.store.progress(o.sweep_id).complete or self.store.state(o.sweep_id) == "cancelled"
+        return not self.broker.stats(self.options.sweep_id).active
 
     def handle(self, lease: Lease) -> str:
         """Handle one leased chunk: its results end committed (or it ends split,
@@ -295,13 +288,13 @@ class ChildLoop:
         return self._commit_gaps(sweep_id, rec)
 
     def _to_compute(self, task: Task, lease: Lease) -> list[Chunk]:
-        """The parts of the chunk without committed results. On a chunk's first
-        delivery, when no other copy of it can have been queued (the broker never
-        queues a chunk twice, or the message comes from the sweep's first submit),
-        nobody can have committed any of it, so the store is not asked (a round
-        trip per chunk). Were that wrong, the commit's first-commit-wins check and
-        ``_commit_gaps`` would still keep every index to one record."""
-        if lease.attempt == 1 and (self.broker.dedupes or task.raw.get("first") is True):
+        """The parts of the chunk without committed results. When nothing of it can
+        be committed yet, the store is not asked (a round trip per chunk): the broker
+        says so (``Lease.fresh``), or this is the first delivery of a message of the
+        sweep's first submit, of which no other copy was ever queued. Were that
+        wrong, the commit's first-commit-wins check and ``_commit_gaps`` would still
+        keep every index to one record."""
+        if lease.fresh or (lease.attempt == 1 and task.raw.get("first") is True):
             return [task.chunk]
         self._settle()
         return self.store.uncommitted(task.sweep_id, task.chunk)

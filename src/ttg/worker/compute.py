@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..codec import pack
-from ..records import ChunkRecords
+from ..core.codec import pack
+from ..core.records import ChunkRecords
 
 Beacon = Any  # a memoryview of int64: [index + 1 being computed (0: none), calls started]
 

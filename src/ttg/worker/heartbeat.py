@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from ..brokers.base import Broker, Lease
 from ..errors import BrokerError, LeaseLost
-from ..events import Events
-
-if TYPE_CHECKING:
-    from .supervisor import Slot
+from .events import Events
+from .slots import Slot
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +38,7 @@ class Heartbeat:
         """Extend what each child holds: the chunk it computes (a lost one stops the
         child) and the others (a lost one is only forgotten: its commit is refused
         or already done, and its ack finds nothing to ack)."""
-        now = self.broker.clock()
+        now = self.broker.clock.time()
         self._failed = False
         for slot in slots:
             lease = slot.lease

@@ -5,99 +5,89 @@ death at once. It then releases the dead child's chunk (counted as a failed
 attempt: "crashed", or "timeout" when the supervisor killed it) and starts a
 new child. It extends its children's leases itself (heartbeat.py), so a child
 stuck in native code that holds the GIL keeps its lease, and it kills a child
-whose current call has run past the sweep's timeout.
+whose current call has run past the sweep's timeout. Children whose broker
+relays their calls through it (``Broker.for_child``) are served here too
+(worker/proxy.py), and the broker's connection is kept alive every tick
+(``Broker.service``).
 
-Every ``presence_seconds`` it also writes a presence beat to the result
-store (presence.py: who it is, its children, what they hold), from a thread
-of its own so that a slow store never delays the loop.
+Every ``presence_seconds`` it also writes a presence beat (beats.py: who it
+is, its children, what they hold), from a thread of its own so that a slow
+store never delays the loop.
 
 SIGTERM (or Ctrl-C): stop leasing, let running chunks finish for up to
 ``grace_seconds``, then kill what is left and release those chunks without
 counting an attempt; exit status 0. Children ignore SIGINT and SIGTERM (the
 supervisor decides) and die with the supervisor (PR_SET_PDEATHSIG).
+
+One step of the loop (``step``) can be driven on its own, with an injected
+clock and children that run in threads (ttg.testing), so its decisions are
+tested in-process.
 """
 
 from __future__ import annotations
 
 import logging
 import mmap
-import multiprocessing
 import os
 import signal
 import socket
-import time
+import threading
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from ..brokers.base import Broker, Lease
+from ..core.clock import SYSTEM, Clock
+from ..core.retry import Failure
 from ..errors import BrokerError, TtgError
-from ..events import Events
-from ..presence import MAX_LEASES, WorkerBeat
-from ..retry import Failure
 from ..settings import Settings
+from ..stores.presence import MAX_LEASES, WorkerBeat
+from .beats import BeatWriter
 from .child import ChildOptions
+from .events import Events
 from .heartbeat import Heartbeat
-from .pace import LONG_SECONDS, Pace
-from .pipe import child_main
-from .presence import Presence
+from .pace import Pace
+from .process import ForkLauncher
+from .protocol import Bye, Call, Computed, Finished, Leased, Report, Stop, ToSupervisor
+from .proxy import ProxyServer
+from .slots import ChildProcess, Slot
 
 log = logging.getLogger(__name__)
-_CTX = multiprocessing.get_context("fork")
 #: how often the loop hands the presence thread a fresh description of itself (each
 #: beat, every ``presence_seconds``, writes the latest)
 DESCRIBE_EVERY = 0.25
 
 
-@dataclass
-class Slot:
-    """One child process and what the supervisor knows of it."""
-
-    number: int
-    process: Any
-    conn: Connection
-    #: shared int64s written by the child: [index being computed + 1 (0: none)]
-    beacon: memoryview
-    #: the chunk the child computes, and since when (time.monotonic())
-    lease: Lease | None = None
-    started: float = 0.0
-    #: the other chunks it holds, by token: handed to it and not started yet (leasing
-    #: runs one ahead, pipe.ProxyBroker), or computed and being committed or not yet
-    #: acked. A death releases them without counting an attempt.
-    held: dict[str, Lease] = field(default_factory=dict)
-    timeout: float | None = None
-    #: why the supervisor killed it (a timeout), or None
-    killed_for: Failure | None = None
-    #: killed at the end of the grace period: release without counting an attempt
-    killed_for_shutdown: bool = False
-    #: the child said it will not come back ("drained": burst mode, no work left)
-    retiring: str | None = None
-    watched_index: int = 0
-    watched_since: float = field(default_factory=time.monotonic)
-    #: a proxied lease request waiting for a chunk: (seq, worker id, sweep id, give up at)
-    wants_lease: tuple[int, str, str | None, float] | None = None
+class Launcher(Protocol):
+    def start(self, number: int, conn: Connection, beacon: memoryview) -> ChildProcess:
+        """Start child ``number`` on its end of the pipe (the launcher owns ``conn``
+        from now on) with its beacon."""
 
 
 class Supervisor:
     def __init__(self, settings: Settings, options: ChildOptions, broker: Broker,
                  processes: int | None = None,
-                 on_tick: Callable[[], bool] | None = None, events: Events | None = None) -> None:
+                 on_tick: Callable[[], bool] | None = None, events: Events | None = None,
+                 *, launcher: Launcher | None = None, clock: Clock = SYSTEM) -> None:
         """``on_tick`` runs every tick; returning True stops the supervisor. ``events``
-        hears about chunks (ttg.events), from the children too."""
+        hears about chunks (worker/events.py), from the children too. ``launcher``
+        starts the children (forked processes by default)."""
         self.settings = settings
         self.options = options
         self.broker = broker
         self.processes = processes or settings.worker_count
         self.on_tick = on_tick
+        self.launcher: Launcher = launcher or ForkLauncher(settings, options)
+        self.clock = clock
         self.slots: dict[int, Slot] = {}
         self.events = events or Events()
         self.heartbeat = Heartbeat(broker, self.events)
+        self.proxy = ProxyServer(broker, clock)
         self.pace = Pace()
-        if broker.holds_leases:  # the children's chunks come through this client
-            broker.set_capacity(self.processes)
+        broker.set_capacity(self.processes)
         self.stopping = False
         self._stop_deadline = 0.0
         #: chunks not released while stopping, the broker being unreachable (see _release)
@@ -110,8 +100,8 @@ class Supervisor:
         self.host = options.worker_id or socket.gethostname()
         #: host-pid; each child's id is host-pid-childpid
         self.worker_id = f"{self.host}-{os.getpid()}"
-        self.started = time.time()
-        self.presence: Presence | None = None
+        self.started = clock.time()
+        self.presence: BeatWriter | None = None
         self._described_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------
@@ -120,39 +110,49 @@ class Supervisor:
         """Run until stopped (signal, on_tick, or every child drained)."""
         previous = self._install_signals()
         try:
-            self._start_presence()
-            for n in range(self.processes):
-                self._spawn(n)
+            self.start()
             while self.slots:
-                self._step()
+                self.step()
         finally:
-            self._kill_all()
+            self.close()
             self._restore_signals(previous)
-            if self.presence is not None:
-                self.presence.stop(self._beat("stopped"))
+
+    def start(self) -> None:
+        """Start the presence beats and the children."""
+        self._start_presence()
+        for n in range(self.processes):
+            self._spawn(n)
+
+    def close(self) -> None:
+        """Kill what is left, release its chunks uncounted, write the last beat."""
+        self._kill_all()
+        if self.presence is not None:
+            self.presence.stop(self._beat("stopped"))
 
     def request_stop(self, grace: float | None = None) -> None:
+        now = self.clock.monotonic()
         if self.stopping:
-            self._stop_deadline = min(self._stop_deadline, time.monotonic())  # second request: now
+            self._stop_deadline = min(self._stop_deadline, now)  # second request: now
             return
         self.stopping = True
-        self._stop_deadline = time.monotonic() + (self.settings.grace_seconds if grace is None else grace)
+        self._stop_deadline = now + (self.settings.grace_seconds if grace is None else grace)
         for slot in self.slots.values():
-            _send(slot.conn, ("stop",))
+            slot.send(Stop())
             self._read(slot)
             if slot.lease is None and not slot.held:
                 # idle (or leased a moment ago: then its chunk is released
                 # uncounted when its death is handled), so no need to wait for it
                 slot.killed_for_shutdown = True
-                _kill(slot)
+                slot.kill()
 
-    def _step(self) -> None:
+    def step(self) -> None:
+        """One turn of the loop: wait a tick for the children, then act on what happened."""
         while self._signals_handled < self._signals:
             self._signals_handled += 1
             self.request_stop()
         # short ticks while a proxied child waits for work, and under `ttg run` (on_tick), so
         # the end of a sweep is seen within 20 ms rather than 100
-        tick = 0.01 if any(s.wants_lease for s in self.slots.values()) else 0.02 if self.on_tick else 0.1
+        tick = 0.01 if self.proxy.waiting else 0.02 if self.on_tick else 0.1
         self.broker.service()
         waitables: list[Any] = [s.conn for s in self.slots.values()]
         waitables += [s.process.sentinel for s in self.slots.values()]
@@ -162,19 +162,19 @@ class Supervisor:
                 self._read(slot)
             if slot.process.sentinel in ready:
                 self._on_exit(slot)
-        self._serve_leases()
+        self.proxy.serve(self.slots, stopping=self.stopping)
         self._check_timeouts()
         self._check_pace()
         if not (self.stopping and self.heartbeat.broker_down):  # (leases soon given up: see _release)
             self.heartbeat.beat(self.slots.values(), self._lease_lost)
-        if self.stopping and time.monotonic() >= self._stop_deadline:
+        if self.stopping and self.clock.monotonic() >= self._stop_deadline:
             for slot in self.slots.values():
                 if slot.process.is_alive():
                     slot.killed_for_shutdown = True
-                    _kill(slot)
+                    slot.kill()
         if self.on_tick is not None and not self.stopping and self.on_tick():
             self.request_stop()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self.presence is not None and (self.stopping or now - self._described_at >= DESCRIBE_EVERY):
             self._described_at = now
             self.presence.update(self._beat("stopping" if self.stopping else "running"))
@@ -184,17 +184,17 @@ class Supervisor:
     def _start_presence(self) -> None:
         if self.settings.presence_seconds <= 0:
             return
-        from ..stores import open_store
+        from ..stores import open_presence
 
         settings = self.settings
-        create = settings.broker_url.startswith("local://")  # as the children open it
-        self.presence = Presence(lambda: open_store(settings, create=create), self._beat("running"))
+        create = settings.broker_url.startswith("local://")  # as the children open the store
+        self.presence = BeatWriter(lambda: open_presence(settings, create=create), self._beat("running"),
+                                 self.clock)
         self.presence.start()
 
     def _beat(self, state: str) -> WorkerBeat:
         """What this supervisor says of itself now (time set when written)."""
-        leases = [(x.sweep_id, x.chunk.start, x.chunk.stop) for s in self.slots.values()
-                  for x in ([s.lease] if s.lease is not None else []) + list(s.held.values())]
+        leases = [(x.sweep_id, x.chunk.start, x.chunk.stop) for s in self.slots.values() for x in s.leases()]
         return WorkerBeat(self.worker_id, self.host, os.getpid(), self.started, 0.0,
                           self.settings.presence_seconds, len(self.slots), self.chunks_done,
                           tuple(sorted(leases)[:MAX_LEASES]), state)
@@ -202,91 +202,36 @@ class Supervisor:
     # -- children ------------------------------------------------------------
 
     def _spawn(self, number: int) -> None:
-        parent_conn, child_conn = _CTX.Pipe()
+        parent_conn, child_conn = Pipe()
         beacon = memoryview(mmap.mmap(-1, 16)).cast("q")
-        proc = _CTX.Process(target=child_main, name=f"ttg-child-{number}", daemon=True,
-                            args=(child_conn, beacon, self.settings, self.options, os.getpid()))
-        # not in the middle of a presence write's driver call (see presence.py)
+        # not in the middle of a presence write's driver call (see beats.py)
         with self.presence.quiet() if self.presence is not None else nullcontext():
-            proc.start()
-        child_conn.close()
-        self.slots[number] = Slot(number, proc, parent_conn, beacon)
+            proc = self.launcher.start(number, child_conn, beacon)
+        self.slots[number] = Slot(number, proc, parent_conn, beacon, watched_since=self.clock.monotonic())
 
     def _read(self, slot: Slot) -> None:
         try:
             while slot.conn.poll():
-                msg = slot.conn.recv()
-                if msg[0] == "leased":
-                    slot.held.pop(msg[1].token, None)
-                    slot.lease, slot.timeout = msg[1], msg[2]
-                    slot.started = slot.watched_since = time.monotonic()
-                    slot.watched_index = 0
-                elif msg[0] == "computed":
-                    if slot.lease is not None and slot.lease.token == msg[1]:
-                        slot.held[msg[1]] = slot.lease
-                        slot.lease = None
-                        self.pace.computed(time.monotonic() - slot.started)
-                elif msg[0] == "finished":
-                    _forget(slot, msg[1])  # (a proxied ack_and_lease may have done it already)
-                    self.chunks_done += 1
-                elif msg[0] == "report":
-                    self.events.chunk_report(msg[1])
-                elif msg[0] == "bye":
-                    slot.retiring = msg[1]
-                elif msg[0] == "call":
-                    self._serve_call(slot, *msg[1:])
+                self._take(slot, slot.conn.recv())
         except (EOFError, OSError):
             pass  # the child is gone; its sentinel tells the rest
 
-    # -- broker calls proxied for children (brokers whose leases live with a connection) --
-
-    def _serve_call(self, slot: Slot, seq: int, method: str, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> None:
-        if method in ("lease", "ack_and_lease"):
-            if method == "ack_and_lease":  # ack, then one try for the next chunk
-                try:
-                    self.broker.ack(args[0])
-                except TtgError as exc:
-                    _send(slot.conn, ("ret", seq, False, exc))
-                    return
-                _forget(slot, args[0].token)
-                args, kwargs = args[1:], {**kwargs, "timeout": kwargs.pop("wait", 0.0)}
-            slot.wants_lease = (seq, args[0], kwargs.get("sweep_id"), time.monotonic() + kwargs["timeout"])
-            self._serve_leases()
-            return
-        if method not in ("submit", "ack", "release", "dead_letter", "dead_letters", "stats", "cancel"):
-            _send(slot.conn, ("ret", seq, False, TtgError(f"unknown broker call {method!r}")))
-            return
-        try:
-            result = getattr(self.broker, method)(*args, **kwargs)
-        except TtgError as exc:
-            _send(slot.conn, ("ret", seq, False, exc))
-            return
-        if method in ("ack", "release", "dead_letter"):
-            _forget(slot, args[0].token)
-        _send(slot.conn, ("ret", seq, True, result))
-
-    def _serve_leases(self) -> None:
-        for slot in self.slots.values():
-            if slot.wants_lease is None:
-                continue
-            seq, worker_id, sweep_id, give_up = slot.wants_lease
-            if self.stopping:  # no more work: the child sees "stop" next and exits
-                slot.wants_lease = None
-                _send(slot.conn, ("ret", seq, True, None))
-                continue
-            try:
-                lease = self.broker.lease(worker_id, timeout=0, sweep_id=sweep_id)
-            except TtgError as exc:
-                slot.wants_lease = None
-                _send(slot.conn, ("ret", seq, False, exc))
-                continue
-            if lease is None and time.monotonic() < give_up:
-                continue
-            slot.wants_lease = None
-            if lease is not None:  # ours to release, uncounted, if the child dies before it starts it
-                slot.held[lease.token] = lease
-            _send(slot.conn, ("ret", seq, True, lease))
+    def _take(self, slot: Slot, msg: ToSupervisor) -> None:
+        match msg:
+            case Leased(lease, timeout):
+                slot.computing(lease, timeout, self.clock.monotonic())
+            case Computed(token):
+                if slot.computed(token):
+                    self.pace.computed(self.clock.monotonic() - slot.started)
+            case Finished(token):
+                slot.forget(token)  # (a proxied ack_and_lease may have done it already)
+                self.chunks_done += 1
+            case Report(report):
+                self.events.chunk_report(report)
+            case Bye(reason):
+                slot.retiring = reason
+            case Call():
+                self.proxy.handle(slot, msg, self.slots, stopping=self.stopping)
 
     def _on_exit(self, slot: Slot) -> None:
         self._read(slot)  # messages sent just before dying
@@ -294,6 +239,7 @@ class Supervisor:
         code = slot.process.exitcode
         del self.slots[slot.number]
         slot.conn.close()
+        self.proxy.forget(slot)
         self._release_dead(slot, code)
         if self.stopping or slot.retiring in ("drained", "stop"):
             return
@@ -334,21 +280,14 @@ class Supervisor:
             self.heartbeat.broker_down = True
 
     def _check_pace(self) -> None:
-        """Lease ahead while chunks are short, not once they are long (pace.py). Only
-        a broker whose leases come through this supervisor leases ahead."""
-        if not self.broker.holds_leases:
-            return
-        now = time.monotonic()
-        if not self.pace.update(now - s.started for s in self.slots.values() if s.lease is not None):
-            return
-        if self.pace.long:
-            log.info("a chunk took %g s or more: leasing one at a time", LONG_SECONDS)
-        else:
-            log.info("chunks take under %g s again: leasing ahead", LONG_SECONDS / 2)
-        self.broker.set_capacity(self.processes, long_chunks=self.pace.long)
+        """Tell the broker when chunks turn long or short again (pace.py): a broker
+        that leases ahead stops doing so while chunks are long."""
+        now = self.clock.monotonic()
+        if self.pace.update(now - s.started for s in self.slots.values() if s.lease is not None):
+            self.broker.set_capacity(self.processes, long_chunks=self.pace.long)
 
     def _check_timeouts(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for slot in self.slots.values():
             if slot.lease is None or slot.timeout is None or slot.killed_for is not None:
                 continue
@@ -360,7 +299,7 @@ class Supervisor:
                 slot.killed_for = Failure("timeout", f"index {index} ran longer than the "
                                           f"{slot.timeout:g} s timeout", index)
                 log.warning("killing child %s: %s", slot.number, slot.killed_for.reason)
-                _kill(slot)
+                slot.kill()
 
     def _lease_lost(self, slot: Slot, lease: Lease, exc: TtgError) -> None:
         self._read(slot)
@@ -369,12 +308,12 @@ class Supervisor:
         log.warning("child %s lost its lease on %s %s: %s; stopping it", slot.number,
                     lease.sweep_id, lease.chunk, exc)
         slot.lease = None  # not ours to release any more
-        _kill(slot)
+        slot.kill()
 
     def _kill_all(self) -> None:
         for slot in list(self.slots.values()):
             slot.killed_for_shutdown = True
-            _kill(slot)
+            slot.kill()
             slot.process.join(5)
             self._read(slot)
             self._release_dead(slot, slot.process.exitcode)
@@ -387,8 +326,6 @@ class Supervisor:
     # -- signals -------------------------------------------------------------
 
     def _install_signals(self) -> dict[int, Any]:
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return {}
         handler = self._on_signal
@@ -400,6 +337,10 @@ class Supervisor:
         # read or written, or with a broker call, and corrupt it.
         log.warning("received %s: finishing current chunks (grace %.0f s)",
                     signal.Signals(signum).name, self.settings.grace_seconds)
+        self._signals += 1
+
+    def signal(self) -> None:
+        """As a SIGTERM: the loop starts stopping at its next step (for tests and embedders)."""
         self._signals += 1
 
     @staticmethod
@@ -416,24 +357,3 @@ def describe_exit(code: int | None, index: int | None) -> str:
                 "SIGABRT": " (aborted)", "SIGBUS": " (bus error)"}.get(name, "")
         return f"the process was killed by {name}{hint}{where}"
     return f"the process exited with status {code}{where} (os._exit or a crash in native code)"
-
-
-def _forget(slot: Slot, token: str) -> None:
-    """The child is done with this chunk (acked, released or dead-lettered)."""
-    if slot.lease is not None and slot.lease.token == token:
-        slot.lease = None
-    slot.held.pop(token, None)
-
-
-def _kill(slot: Slot) -> None:
-    try:
-        os.kill(slot.process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _send(conn: Connection, msg: tuple[Any, ...]) -> None:
-    try:
-        conn.send(msg)
-    except (OSError, ValueError):
-        pass  # a dead child's pipe; its sentinel tells the rest

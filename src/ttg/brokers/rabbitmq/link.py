@@ -1,0 +1,146 @@
+"""One AMQP connection and its main channel: opened with one clear sentence when
+that fails, reopened when they drop, and the two places where pika's public
+API is not enough.
+
+Every reopened channel is a new *generation*: deliveries of an older one are
+gone (RabbitMQ has them back), and their tokens, which name the generation,
+can never match a delivery of the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pika
+import pika.exceptions
+
+from ...drivers.urls import redact
+from ...errors import BrokerUnavailable
+from .management import vhost_of
+
+log = logging.getLogger(__name__)
+
+# pika also raises ValueError ("Timeout closed before call") from a connection that
+# died under it; all of these mean "the connection is gone"
+AMQP_ERRORS = (pika.exceptions.AMQPError, OSError, ValueError)
+#: how long a dropped connection is tried again before giving up
+RECONNECT_SECONDS = 15.0
+
+
+class Link:
+    def __init__(self, url: str, on_cancelled: Callable[[Any], None],
+                 on_reset: Callable[[bool], None]) -> None:
+        """``on_cancelled``: RabbitMQ ended one of our consumers (its queue was
+        deleted). ``on_reset(new_connection)``: a new channel (on a new connection
+        or not) replaced the one that held our deliveries and consumers."""
+        self.url = url
+        self.params = pika.URLParameters(url)
+        if "heartbeat" not in parse_qs(urlsplit(url).query):  # the URL's ?heartbeat=S wins
+            self.params.heartbeat = 20
+        self.params.blocked_connection_timeout = 60
+        self.params.connection_attempts = 1
+        self.on_cancelled, self.on_reset = on_cancelled, on_reset
+        self.conn: Any = None
+        self.ch: Any = None
+        self.generation = 0
+        self.client_id = secrets.token_hex(4)
+        #: when the connection last read what the server sent (``take_in``)
+        self.read_at = 0.0
+
+    @property
+    def where(self) -> str:
+        return redact(self.url)
+
+    def token(self, delivery_tag: int) -> str:
+        return f"{self.client_id}.{self.generation}:{delivery_tag}"
+
+    def connect(self) -> None:
+        """Open the connection and its channel. The first time, any failure is final
+        (one sentence); later, a dropped connection is tried again for
+        RECONNECT_SECONDS (a broker restarting)."""
+        delay = 0.05
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                self.conn = pika.BlockingConnection(self.params)
+                self.ch = self._new_channel()
+                break
+            except pika.exceptions.ProbableAuthenticationError as exc:
+                raise BrokerUnavailable(f"RabbitMQ at {self.where} refused the credentials; check "
+                                        "the user and password in the URL.") from exc
+            except pika.exceptions.ProbableAccessDeniedError as exc:
+                raise BrokerUnavailable(f"RabbitMQ at {self.where} refused access to virtual host "
+                                        f"{vhost_of(self.url)!r}; create it or give the user permissions on "
+                                        "it (rabbitmqctl add_vhost / set_permissions), or fix the URL's "
+                                        "path.") from exc
+            except AMQP_ERRORS as exc:
+                if time.monotonic() > deadline or self.generation == 0:
+                    raise BrokerUnavailable(f"cannot reach RabbitMQ at {self.where} ({exc!r}); check "
+                                            "that the server runs and the URL (host, port, vhost).") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self.generation += 1
+        self.on_reset(True)
+
+    def reopen_channel(self) -> None:
+        """A new main channel (the server closed ours); a new connection if that fails."""
+        try:
+            self.ch = self._new_channel()
+        except AMQP_ERRORS:
+            self.close_quietly()
+            self.connect()
+            return
+        self.generation += 1  # deliveries of the closed channel are gone
+        self.on_reset(False)
+
+    def _new_channel(self) -> Any:
+        ch = self.conn.channel()
+        ch.confirm_delivery()
+        ch.add_on_cancel_callback(self.on_cancelled)
+        return ch
+
+    def ensure(self) -> bool:
+        """Reconnect if the connection is closed (by us, or dropped); False when the
+        connection is up but the server closed our channel since we last used it."""
+        if self.conn is None or not self.conn.is_open:
+            self.connect()  # leases of the old connection are gone
+            return True
+        return bool(self.ch.is_open)
+
+    @property
+    def up(self) -> bool:
+        return self.conn is not None and self.conn.is_open
+
+    def close_quietly(self) -> None:
+        try:
+            if self.conn is not None and self.conn.is_open:
+                self.conn.close()
+        except AMQP_ERRORS:
+            pass
+
+    def take_in(self, wait: float = 0.0) -> None:
+        """Send what is buffered, read what the server sent and dispatch it (deliveries,
+        announcements, heartbeats), waiting at most ``wait`` seconds for more."""
+        self.conn.process_data_events(time_limit=wait)
+        self.read_at = time.monotonic()
+
+    # -- where pika's public API is not enough ---------------------------------------------
+
+    def buffered_ack(self, delivery_tag: int) -> None:
+        """Ack without writing to the socket now: the next read sends it, with the
+        others. The blocking channel's ``basic_ack`` flushes every ack (a write
+        per chunk); its underlying asynchronous channel buffers, and it is only
+        reachable as the private ``_impl``."""
+        self.ch._impl.basic_ack(delivery_tag=delivery_tag)
+
+    def closing_reason(self) -> BaseException | None:
+        """Why the server closed our channel, when we notice it closed between two
+        calls. pika keeps it in the blocking channel's private ``_closing_reason``
+        (it raises it only at the next call, which would be lost with the channel)."""
+        reason = getattr(self.ch, "_closing_reason", None)
+        return reason if isinstance(reason, BaseException) else None

@@ -1,0 +1,7 @@
+"""The ``ttg`` command."""
+
+from __future__ import annotations
+
+from .commands import cli, main
+
+__all__ = ["cli", "main"]

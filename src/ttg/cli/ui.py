@@ -1,0 +1,120 @@
+"""What the CLI shows a person: the live progress bar, summaries and tables (rich)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table as RichTable
+
+from ..brokers.base import Broker, DeadLetter
+from ..core.sweep import Sweep
+from ..stores.base import Progress as SweepProgress
+from ..stores.base import SweepInfo
+from ..stores.presence import WorkerBeat, liveness
+
+
+class Display:
+    """A live progress bar on stderr (only on a terminal): done/total, rate, ETA, errors."""
+
+    def __init__(self, sweep: Sweep, already_done: int = 0) -> None:
+        self.sweep = sweep
+        self.console = Console(stderr=True)
+        self.enabled = self.console.is_terminal
+        self._start = time.monotonic()
+        self._base = already_done
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> Display:
+        if self.enabled:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
+                TimeElapsedColumn(), TextColumn("[red]{task.fields[errors]}"),
+                console=self.console, refresh_per_second=5,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.sweep.id, total=self.sweep.total,
+                                            completed=self._base, rate="", errors="")
+        return self
+
+    def update(self, p: SweepProgress) -> None:
+        if self._bar is None or self._task is None:
+            return
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        rate = (p.done - self._base) / elapsed
+        self._bar.update(self._task, completed=p.done, rate=f"{rate:,.0f}/s",
+                         errors=f"{p.failed} failed" if p.failed else "")
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def print_summary(sweep: Sweep, p: SweepProgress, seconds: float, outcome: str, already_done: int,
+                  dead: Sequence[DeadLetter]) -> None:
+    computed = p.done - already_done
+    rate = computed / seconds if seconds > 0 else 0.0
+    click.echo(f"sweep {sweep.id}: {outcome}, {p.done}/{p.total} points in {seconds:.2f} s "
+               f"({rate:,.0f} points/s)" + (f"; {already_done} were already done" if already_done else ""))
+    click.echo("  " + "  ".join(f"{k} {v}" for k, v in p.by_status().items()))
+    if dead:
+        click.echo(f"  {len(dead)} chunk(s) dead-lettered, e.g. {dead[0].chunk}: {dead[0].reason}")
+    if p.failed:
+        click.echo(f"  failures: ttg errors {sweep.id}")
+    if outcome == "interrupted":
+        click.echo("  interrupted: run the same command again to resume", err=True)
+    click.echo(f"  results:  ttg results {sweep.id} -o results.parquet")
+
+
+def sweeps_table(infos: Sequence[SweepInfo], broker: Broker) -> None:
+    if not infos:
+        click.echo("no sweeps yet; start one with `ttg run`")
+        return
+    table = RichTable(box=None, pad_edge=False)
+    for col in ("sweep", "state", "done", "failed", "queued", "function", "updated"):
+        table.add_column(col)
+    for info in infos:
+        p = info.progress
+        q = broker.stats(info.sweep.id)
+        state = "done" if p.complete else info.state
+        table.add_row(info.sweep.id, state, f"{p.done}/{p.total}", str(p.failed),
+                      f"{q.queued}+{q.leased}", info.sweep.function.rpartition("/")[2],
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated)))
+    Console(file=sys.stdout, width=200).print(table)
+
+
+def workers_table(beats: Sequence[WorkerBeat], *, every: bool = False) -> None:
+    """Worker supervisors by their presence beats (``ttg workers``): alive and stale
+    ones, and with ``every`` the stopped ones too."""
+    now = time.time()
+    rows = [(b, liveness(b, now)) for b in beats]
+    rows = [(b, st) for b, st in rows if every or st != "stopped"]
+    if not rows:
+        click.echo("no live workers" + ("" if every else " (--all shows stopped ones)"))
+        return
+    table = RichTable(box=None, pad_edge=False)
+    for col in ("worker", "status", "heartbeat", "children", "chunks", "holds", "started"):
+        table.add_column(col)
+    for b, st in sorted(rows, key=lambda r: ("alive", "stale", "stopped").index(r[1])):
+        holds = ", ".join(f"{s} [{a}, {z})" for s, a, z in b.leases[:3])
+        holds += f" and {len(b.leases) - 3} more" if len(b.leases) > 3 else ""
+        table.add_row(b.worker, st + (" (stopping)" if b.state == "stopping" else ""),
+                      f"{max(0.0, now - b.beat):.0f} s ago", str(b.children), str(b.chunks), holds or "-",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(b.started)))
+    Console(file=sys.stdout, width=200).print(table)

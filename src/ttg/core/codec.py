@@ -1,0 +1,76 @@
+"""Bytes on the wire: msgpack, with optional HMAC-SHA256 signing. Never pickle.
+
+A message is the msgpack array ``["ttg1", body, mac]`` where ``body`` is the
+msgpack-encoded payload and ``mac`` is HMAC-SHA256(secret, body), or nil when
+no secret is set. A codec with a secret rejects messages that are unsigned or
+whose MAC does not match; the caller dead-letters them without running them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import msgpack
+
+from ..errors import BadMessage
+
+_VERSION = "ttg1"
+
+
+def pack(obj: Any) -> bytes:
+    """msgpack-encode plain data (dicts, lists, str, bytes, numbers, None)."""
+    return msgpack.packb(obj, use_bin_type=True, default=_default)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _default(obj: Any) -> Any:
+    # numpy scalars and arrays are common results; store them as plain numbers and lists
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    if isinstance(obj, tuple | set | frozenset):
+        return list(obj)
+    raise TypeError(f"cannot store a {type(obj).__name__}; return numbers, strings, lists or dicts")
+
+
+class Codec:
+    """Encodes and decodes broker messages, signing them when given a secret."""
+
+    def __init__(self, secret: str | bytes = "") -> None:
+        self._key = secret.encode() if isinstance(secret, str) else secret
+
+    @property
+    def signing(self) -> bool:
+        return bool(self._key)
+
+    def encode(self, payload: Any) -> bytes:
+        body = pack(payload)
+        mac = hmac.new(self._key, body, hashlib.sha256).digest() if self._key else None
+        return pack([_VERSION, body, mac])
+
+    def decode(self, data: bytes) -> Any:
+        """The payload, or BadMessage (malformed, unsigned while signing, tampered)."""
+        try:
+            version, body, mac = unpack(data)
+        except Exception as exc:  # msgpack raises several types for garbage; all mean malformed
+            raise BadMessage(f"malformed message ({type(exc).__name__}); "
+                             "it was not produced by TTG.") from exc
+        if version != _VERSION or not isinstance(body, bytes):
+            raise BadMessage(f"unknown message version {version!r}; upgrade the worker or the client.")
+        if self._key:
+            if mac is None:
+                raise BadMessage("unsigned message while this worker requires signatures; "
+                                 "submit with the same TTG_SECRET as the workers.")
+            want = hmac.new(self._key, body, hashlib.sha256).digest()
+            if not isinstance(mac, bytes) or not hmac.compare_digest(mac, want):
+                raise BadMessage("message signature does not match (tampered, or signed with another "
+                                 "secret); submit with the same TTG_SECRET as the workers.")
+        try:
+            return unpack(body)
+        except Exception as exc:
+            raise BadMessage(f"malformed message body ({type(exc).__name__}).") from exc

@@ -1,0 +1,151 @@
+"""Function references (``pkg.mod:fn`` or ``path/to/file.py:fn``) and the allow-list.
+
+Code never travels through the broker: a chunk names its function, and each
+worker imports it itself, but only if the name is on the worker's allow-list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import FunctionError, NotAllowed
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``"mod:fn"`` -> ``("mod", "fn")``; raises FunctionError for anything else."""
+    module, sep, name = ref.rpartition(":")
+    if not sep or not module or not name or not all(p.isidentifier() for p in name.split(".")):
+        raise FunctionError(f"{ref!r} is not a function reference; write it as package.module:function "
+                            "or path/to/file.py:function.")
+    return module, name
+
+
+def is_file_module(module: str) -> bool:
+    return module.endswith(".py")
+
+
+def normalize(ref: str) -> str:
+    """A reference that means the same thing from any working directory (file paths made absolute)."""
+    module, name = split_ref(ref)
+    if is_file_module(module):
+        module = str(Path(module).resolve())
+    return f"{module}:{name}"
+
+
+def ref_of(fn: Callable[..., Any]) -> str:
+    """The reference of an importable function object (for the Python API)."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "")
+    if not module or "<" in qualname:
+        raise FunctionError(f"{fn!r} cannot be imported by workers (a lambda or nested function); "
+                            "define it at the top level of a module and pass it again.")
+    if module == "__main__":
+        main = sys.modules["__main__"]
+        path = getattr(main, "__file__", None)
+        if path is None:
+            raise FunctionError(f"{qualname} is defined in an interactive session, which workers cannot "
+                                "import; put it in a .py file and pass it as path/to/file.py:function.")
+        module = str(Path(path).resolve())
+    return f"{module}:{qualname}"
+
+
+def resolve(ref: str) -> Callable[..., Any]:
+    """Import the module and return the function; raises FunctionError with the reason."""
+    module, name = split_ref(ref)
+    mod = _import_file(module) if is_file_module(module) else _import_module(ref, module)
+    obj: Any = mod
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise FunctionError(f"module {module!r} has no function {name!r}; check the spelling "
+                                "after the colon.")
+    if not callable(obj):
+        raise FunctionError(f"{ref!r} is not callable; point it at a function.")
+    return obj  # type: ignore[no-any-return]
+
+
+def _import_module(ref: str, module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            raise FunctionError(f"cannot import module {module!r} for {ref!r}; install it or run from "
+                                "the directory that contains it (or give a file path).") from exc
+        raise FunctionError(f"importing {module!r} failed: {exc}; install the missing package.") from exc
+    except Exception as exc:  # the module itself is broken (SyntaxError, an error at import...)
+        raise FunctionError(f"importing {module!r} failed: {type(exc).__name__}: {exc}; "
+                            "fix the module.") from exc
+
+
+def _import_file(path: str) -> Any:
+    p = Path(path).resolve()
+    if not p.is_file():
+        raise FunctionError(f"file {path!r} does not exist; check the path before the colon.")
+    # a stable module name per file, so the module is imported once per process
+    modname = "_ttg_file_" + hashlib.sha1(str(p).encode()).hexdigest()[:12]
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, p)
+    if spec is None or spec.loader is None:
+        raise FunctionError(f"cannot load {path!r} as Python; give a .py file.")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    sys.path.insert(0, str(p.parent))  # so the file can import its neighbours
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as exc:
+        del sys.modules[modname]
+        raise FunctionError(f"importing {path!r} failed: {type(exc).__name__}: {exc}; "
+                            "fix the file.") from exc
+    return mod
+
+
+class AllowList:
+    """Which function references a worker may run.
+
+    A pattern is a function reference (``pkg.mod:fn``), a module (``pkg.mod``:
+    every function in it), a package prefix (``pkg.*``), a file
+    (``path/file.py``: every function in it), or ``*`` (anything; for trusted
+    single-user setups only).
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(_normalize_pattern(p) for p in patterns if p)
+
+    def allows(self, ref: str) -> bool:
+        try:
+            module, name = split_ref(ref)
+        except FunctionError:
+            return False
+        for pat in self.patterns:
+            if pat == "*" or pat == ref:
+                return True
+            if "." in name:
+                # a module, package or file pattern allows the functions at its top level, not
+                # whatever is reachable through them ("pkg.mod:os.system")
+                continue
+            if pat == module:
+                return True
+            if pat.endswith(".*") and (module == pat[:-2] or module.startswith(pat[:-1])):
+                return True
+        return False
+
+    def check(self, ref: str) -> None:
+        if not self.allows(ref):
+            shown = ", ".join(self.patterns) or "nothing"
+            raise NotAllowed(f"function {ref!r} is not on this worker's allow-list ({shown}); "
+                             "start the worker with --allow for its module.")
+
+
+def _normalize_pattern(pattern: str) -> str:
+    if ":" in pattern:
+        return normalize(pattern)
+    if pattern.endswith(".py"):
+        return str(Path(pattern).resolve())
+    return pattern

@@ -1,0 +1,132 @@
+"""Sweeps (function + space + options) and the chunk tasks they are queued as."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, SpecError
+from ..spaces import Space, space_from_spec
+from . import funcref
+from .chunking import TARGET_CHUNK_SECONDS, Chunk
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a sweep runs. None of these change its results, so none is in its id
+    (except ``batched``, which changes how the function is called)."""
+
+    #: Points per chunk; None means "auto" (see ttg.chunking).
+    chunk_size: int | None = None
+    #: Crashes or timeouts of one chunk before it is split to isolate the culprit.
+    max_attempts: int = 3
+    #: Seconds one call of the function may take (one point, or one chunk when batched).
+    timeout: float | None = None
+    #: Higher runs first when several sweeps share a broker.
+    priority: int = 0
+    #: Call the function once per chunk with all its points as columns.
+    batched: bool = False
+    #: Target duration of a chunk for chunk_size="auto".
+    target_chunk_seconds: float = TARGET_CHUNK_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk size must be a positive integer or 'auto', not {self.chunk_size}.")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}.")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout}.")
+        if self.target_chunk_seconds <= 0:
+            raise ConfigError("target chunk seconds must be positive.")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    id: str
+    function: str
+    space: dict[str, Any]
+    options: Options
+    total: int
+    fields: list[str]
+    created: float = field(default_factory=time.time)
+
+    @classmethod
+    def create(cls, function: str, space: Space, options: Options, name: str | None = None) -> Sweep:
+        """A sweep whose id is ``name`` or is derived from its content."""
+        ref = funcref.normalize(function)
+        spec = space.spec()
+        total = len(space)
+        if total == 0:
+            raise SpecError("the space is empty (0 points); give it at least one point.")
+        if name is not None and not _valid_name(name):
+            raise ConfigError(f"sweep name {name!r} is not valid; use letters, digits, '-', '_' "
+                              "and '.' (at most 100 characters).")
+        sweep_id = name or derive_id(ref, spec, options.batched)
+        return cls(sweep_id, ref, spec, options, total, space.fields)
+
+    def make_space(self) -> Space:
+        return space_from_spec(self.space)
+
+    @property
+    def is_file(self) -> bool:
+        return bool(self.space.get("kind") == "file")
+
+    def same_work(self, other: Sweep) -> bool:
+        """True when both compute the same thing (so one may resume the other)."""
+        return (self.function, _identity(self.space), self.options.batched) == (
+            other.function, _identity(other.space), other.options.batched)
+
+    def to_record(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["options"] = asdict(self.options)
+        return d
+
+    @classmethod
+    def from_record(cls, d: Mapping[str, Any]) -> Sweep:
+        return cls(d["id"], d["function"], dict(d["space"]), Options(**d["options"]), d["total"],
+                   list(d["fields"]), d["created"])
+
+    def task(self, chunk: Chunk, rows: list[Any] | None = None, *, first: bool = False) -> dict[str, Any]:
+        """The message body of one chunk. Generated spaces ship only the range;
+        file spaces ship their rows, so workers never need the file. ``first``: queued
+        by the sweep's first submit, so no other copy of the chunk was ever queued
+        and nothing of it can be committed before its first delivery."""
+        o = self.options
+        body: dict[str, Any] = {
+            "sweep": self.id, "start": chunk.start, "stop": chunk.stop, "fn": self.function,
+            "batched": o.batched, "timeout": o.timeout, "max_attempts": o.max_attempts,
+            "auto": o.target_chunk_seconds if o.chunk_size is None else None,
+        }
+        if first:
+            body["first"] = True
+        if rows is None:
+            body["space"] = self.space
+        else:
+            body["rows"] = rows
+        return body
+
+
+def derive_id(ref: str, spec: Mapping[str, Any], batched: bool) -> str:
+    blob = json.dumps([ref, _identity(spec), batched], sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
+    short = ref.rpartition(":")[2].rpartition(".")[2]
+    return f"{short}-{digest}"
+
+
+def _identity(spec: Mapping[str, Any]) -> Any:
+    # a file space is its content, wherever the file lies
+    if spec.get("kind") == "file":
+        return {"kind": "file", "sha256": spec.get("sha256"), "format": spec.get("format")}
+    if spec.get("kind") == "grid" and isinstance(spec.get("axes"), Mapping):
+        # the order of the axes decides which point each index is, so it is part of the
+        # identity (a dict compares, and json.dumps(sort_keys=True) writes, without order)
+        return {"kind": "grid", "axes": [[k, v] for k, v in spec["axes"].items()]}
+    return dict(spec)
+
+
+def _valid_name(name: str) -> bool:
+    return 0 < len(name) <= 100 and all(c.isalnum() or c in "-_." for c in name)
