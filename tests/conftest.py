@@ -19,7 +19,8 @@ from ttg.settings import Settings
 from ttg.stores import PresenceStore, ResultStore, open_presence, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKERS = ["local", "redis", "amqp"]
+#: "memory" is ttg.testing.MemoryBroker: in one process, no URL
+BROKERS = ["local", "redis", "amqp", "memory"]
 STORES = ["sqlite", "redis", "postgres"]
 #: The shared test Redis (scripts/services starts it); each test empties this database.
 REDIS_URL = os.environ.get("TTG_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -121,7 +122,12 @@ def broker(request: pytest.FixtureRequest, settings: Settings, home: Path) -> It
     if request.param == "redis":
         empty_redis()
     vhost = rabbit_vhost(home).create() if request.param == "amqp" else None
-    b = open_broker(settings, broker_url(request.param, home))
+    if request.param == "memory":
+        from ttg.testing import MemoryBroker
+
+        b: Broker = MemoryBroker(settings.lease_seconds)
+    else:
+        b = open_broker(settings, broker_url(request.param, home))
     yield b
     b.close()
     if vhost is not None:

@@ -24,8 +24,7 @@ from .client.api import (
 from .errors import TtgError
 from .settings import Settings
 from .spaces import Space
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Grid", "Random", "Range", "Results", "Rows", "Settings", "Space", "TtgError", "__version__",

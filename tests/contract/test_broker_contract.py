@@ -37,6 +37,7 @@ from ttg.core.chunking import Chunk, plan
 from ttg.core.retry import Failure
 from ttg.errors import LeaseLost
 from ttg.settings import Settings
+from ttg.testing import MemoryBroker
 
 from ..conftest import broker_url
 
@@ -48,12 +49,14 @@ Opener = Callable[..., Broker]
 
 @pytest.fixture
 def url(request: pytest.FixtureRequest, broker: Broker, home: Path) -> str:
-    """The URL of the ``broker`` fixture's backend, to open more clients of it."""
-    return broker_url(request.node.callspec.params["broker"], home)
+    """The URL of the ``broker`` fixture's backend, to open more clients of it ("" for
+    the in-memory broker, which has none)."""
+    kind = request.node.callspec.params["broker"]
+    return "" if kind == "memory" else broker_url(kind, home)
 
 
 @pytest.fixture
-def reopen(url: str, settings: Settings) -> Iterator[Opener]:
+def reopen(url: str, broker: Broker, settings: Settings) -> Iterator[Opener]:
     """Open another client of the ``broker`` fixture's backend (same URL), closed at teardown.
 
     ``reopen(lease_seconds=0.3)`` gives a client whose leases expire quickly.
@@ -61,7 +64,10 @@ def reopen(url: str, settings: Settings) -> Iterator[Opener]:
     opened: list[Broker] = []
 
     def open_(lease_seconds: float | None = None) -> Broker:
-        b = open_broker(settings.with_overrides(lease_seconds=lease_seconds), url)
+        if isinstance(broker, MemoryBroker):
+            b: Broker = broker.client(lease_seconds)
+        else:
+            b = open_broker(settings.with_overrides(lease_seconds=lease_seconds), url)
         opened.append(b)
         return b
 
@@ -86,10 +92,13 @@ class Capabilities:
     dedupes: bool = True
     #: ``stats().leased`` counts every client's leases at once
     exact_leased: bool = True
+    #: clients in other processes share the queue (the in-memory broker's live in one process)
+    processes: bool = True
 
 
 CAPABILITIES = {
-    "LocalBroker": Capabilities(), "RedisBroker": Capabilities(), "MemoryBroker": Capabilities(),
+    "LocalBroker": Capabilities(), "RedisBroker": Capabilities(),
+    "MemoryBroker": Capabilities(processes=False),
     "RabbitBroker": Capabilities(connection_leases=True, dedupes=False, exact_leased=False),
 }
 
@@ -198,12 +207,13 @@ def test_lease_waits_for_a_chunk_submitted_meanwhile(broker: Broker, reopen: Ope
         submitter.join(5)
 
 
-def _lease_all(settings: Settings, url: str, go: Any, out: Any, worker: str) -> None:
-    """Child process: lease and ack until the queue is empty; report (start, stop, token)
-    of every lease, or the error that stopped it."""
+def _lease_all(settings: Settings, url: str, go: Any, out: Any, worker: str,
+               client: Broker | None = None) -> None:
+    """Child process (or thread, with its ``client``): lease and ack until the queue is
+    empty; report (start, stop, token) of every lease, or the error that stopped it."""
     got: list[tuple[int, int, str]] = []
     try:
-        b = open_broker(settings, url)  # never a connection inherited across fork
+        b = client or open_broker(settings, url)  # never a connection inherited across fork
         go.wait(10)
         while (lease := b.lease(worker, timeout=0.3)) is not None:
             got.append((lease.chunk.start, lease.chunk.stop, lease.token))
@@ -215,12 +225,33 @@ def _lease_all(settings: Settings, url: str, go: Any, out: Any, worker: str) -> 
         out.put((worker, got, repr(exc)))
 
 
+class _ThreadContext:
+    """``multiprocessing``'s Event, Queue and Process, as threads, each with a client
+    of ``broker``'s queue (for a broker that lives in one process)."""
+
+    def __init__(self, broker: Broker) -> None:
+        import queue
+
+        self.broker = broker
+        self.Event, self.Queue = threading.Event, queue.Queue
+
+    def Process(self, target: Any, args: tuple[Any, ...]) -> Any:
+        assert isinstance(self.broker, MemoryBroker)
+        thread = threading.Thread(target=target, args=(*args, self.broker.client()), daemon=True)
+        thread.exitcode = 0  # type: ignore[attr-defined]
+        return thread
+
+
 def test_lease_is_exclusive_across_processes(broker: Broker, url: str, settings: Settings,
                                              sid: Callable[[str], str]) -> None:
+    """Eight clients lease at once, each in a process of its own (in threads where
+    the backend lives in one process)."""
     s = sid("s")
     chunks = list(plan(0, 200, 1))
     assert broker.submit(s, items(chunks, s)) == 200
-    ctx = multiprocessing.get_context("fork")
+    ctx: Any = multiprocessing.get_context("fork")
+    if not caps(broker).processes:
+        ctx = _ThreadContext(broker)
     go = ctx.Event()
     out: Any = ctx.Queue()
     procs = [ctx.Process(target=_lease_all, args=(settings, url, go, out, f"w{k}")) for k in range(8)]

@@ -15,17 +15,17 @@ import click
 
 from ..brokers import open_broker
 from ..client import submit as client
-from ..client.api import _chunk_size
+from ..client.local import run_local
+from ..client.worker import require_allowed, run_worker
 from ..core import funcref
 from ..core.codec import Codec
-from ..core.sweep import Options, Sweep
+from ..core.sweep import Options, Sweep, parse_chunk_size
 from ..errors import ConfigError, SpecError, TtgError
 from ..settings import Settings
 from ..spaces import Space, load_spec_file, space_from_spec
 from ..spaces.flags import grid_axis, parse_range, random_param
 from ..stores import open_presence, open_store
 from ..worker.child import ChildOptions
-from ..worker.supervisor import Supervisor
 from .observe import dashboard, exporter, plot
 from .options import common as _common
 from .options import settings_from as _settings
@@ -81,7 +81,7 @@ def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
     with open_broker(s) as broker, open_store(s) as store:
         sub = client.submit(sweep, space, broker, store, Codec(s.secret))
         with Display(sweep, sub.already_done) as display:
-            watcher = client.run_local(s, sweep, broker, store, display.update)
+            watcher = run_local(s, sweep, broker, store, display.update)
         dead = broker.dead_letters(sweep.id)
     print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome,
                   sub.already_done, dead)
@@ -138,26 +138,17 @@ def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, bu
     """Run a supervisor and its child processes, computing chunks from the broker."""
     s = _settings(kw, workers=workers, allow=allow or None, grace_seconds=grace,
                   lease_seconds=lease_seconds, shard=shard)
-    if not s.allow:
-        raise ConfigError("this worker may run nothing; give --allow MODULE (or TTG_ALLOW) for the "
-                          "functions it should run.")
     options = ChildOptions(worker_id="", allow=funcref.AllowList(s.allow), sweep_id=sweep_id,
                            burst=burst, max_chunks=max_chunks_per_child,
                            max_memory_mb=max_memory_per_child)
+    require_allowed(options)
     if s.shard:
         if metrics_port is not None or burst:
             raise ConfigError("--shard does not take --metrics-port or --burst (a shard exits when "
                               "its slice is done); watch its progress with `ttg exporter`.")
         _run_shard(s, sweep_id, options)
         return
-    # a networked broker's worker may be on another machine: never create an SQLite store there
-    with open_broker(s) as broker, open_store(s, create=s.broker_url.startswith("local://")):
-        if metrics_port is None:
-            Supervisor(s, options, broker).run()
-        else:
-            from ..worker.metrics import run_observed
-
-            run_observed(s, options, broker, metrics_host, metrics_port)
+    run_worker(s, options, metrics=None if metrics_port is None else (metrics_host, metrics_port))
 
 
 @cli.command(name="list")
@@ -264,16 +255,12 @@ def retry(name: str, statuses: str, workers: int | None, no_workers: bool, **kw:
     started = time.monotonic()
     with open_broker(s) as broker, open_store(s) as store:
         sweep = store.sweep(name)
-        reopened = store.reopen(name, wanted)
-        codec = Codec(s.secret)
-        store.set_state(name, "active")
-        client.requeue(sweep, reopened, broker, codec)
-        n = sum(len(c) for c in reopened)
+        n = client.requeue_failed(sweep, broker, store, Codec(s.secret), wanted)
         click.echo(f"re-queued {n} indices of {name}")
         if no_workers or not n:
             return
         with Display(sweep, store.progress(name).done) as display:
-            watcher = client.run_local(s, sweep, broker, store, display.update)
+            watcher = run_local(s, sweep, broker, store, display.update)
         dead = broker.dead_letters(name)
     print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome, 0, dead)
 
@@ -285,9 +272,7 @@ def cancel(name: str, **kw: Any) -> None:
     """Cancel a sweep: drop its queued chunks; its results so far stay."""
     s = _settings(kw)
     with open_broker(s) as broker, open_store(s) as store:
-        store.sweep(name)
-        store.set_state(name, "cancelled")
-        dropped = broker.cancel(name)
+        dropped = client.cancel(name, broker, store)
     click.echo(f"cancelled {name}: {dropped} chunks dropped; run it again to resume")
 
 
@@ -309,13 +294,10 @@ def _run_shard(s: Settings, sweep_id: str | None, options: ChildOptions) -> None
 
 
 def _make_sweep(kw: dict[str, Any]) -> tuple[Sweep, Space]:
-    ref = funcref.normalize(kw["function"])
     space = space_from_spec(_space_spec(kw))
-    options = Options(_chunk_size(kw["chunk_size"]), kw["max_attempts"], kw["timeout"], kw["priority"],
+    options = Options(parse_chunk_size(kw["chunk_size"]), kw["max_attempts"], kw["timeout"], kw["priority"],
                       kw["batched"], kw["target_chunk_seconds"])
-    sweep = Sweep.create(ref, space, options, kw["name"])
-    client.check_function(ref)
-    return sweep, space
+    return client.prepare(kw["function"], space, options, kw["name"]), space
 
 
 def _space_spec(kw: dict[str, Any]) -> dict[str, Any]:

@@ -15,13 +15,14 @@ from .. import settings as settings_mod
 from ..brokers import open_broker
 from ..core import funcref
 from ..core.codec import Codec
-from ..core.sweep import Options, Sweep
+from ..core.sweep import Options, Sweep, parse_chunk_size
 from ..errors import ConfigError
 from ..settings import Settings
 from ..spaces import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
 from ..spaces.files import FileSpace
 from ..stores import Progress, open_store
 from . import submit as client
+from .local import run_local
 
 if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
     import pyarrow as pa
@@ -152,13 +153,6 @@ def _settings(settings: Settings | None, **flags: Any) -> Settings:
     return base.with_overrides(**flags)
 
 
-def _prepare(fn: FunctionLike, space: SpaceLike, name: str | None, options: Options) -> tuple[Sweep, Space]:
-    ref = fn if isinstance(fn, str) else funcref.ref_of(fn)
-    client.check_function(ref)
-    sp = as_space(space)
-    return Sweep.create(ref, sp, options, name), sp
-
-
 def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         chunk_size: int | str = "auto", max_attempts: int = 3, timeout: float | None = None,
         batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
@@ -167,12 +161,13 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
     """Submit a sweep (resuming it if it exists), run local workers until it is done,
     and return its results. ``fn`` is a function object or ``"pkg.mod:fn"``."""
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
-    options = Options(_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
+    options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
                       target_chunk_seconds)
-    sweep, sp = _prepare(fn, space, name, options)
+    sp = as_space(space)
+    sweep = client.prepare(fn if isinstance(fn, str) else funcref.ref_of(fn), sp, options, name)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, sp, b, st, Codec(s.secret))
-        watcher = client.run_local(s, sweep, b, st)
+        watcher = run_local(s, sweep, b, st)
     return Results(s, sweep, watcher.outcome)
 
 
@@ -183,9 +178,10 @@ def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto"
            settings: Settings | None = None) -> Results:
     """Queue a sweep for workers started elsewhere (``ttg worker``)."""
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
-    options = Options(_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
+    options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
                       target_chunk_seconds)
-    sweep, sp = _prepare(fn, space, name, options)
+    sp = as_space(space)
+    sweep = client.prepare(fn if isinstance(fn, str) else funcref.ref_of(fn), sp, options, name)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, sp, b, st, Codec(s.secret))
     return Results(s, sweep)
@@ -197,15 +193,3 @@ def results(name: str, *, home: str | Path | None = None, store: str | None = No
     s = _settings(settings, home=Path(home) if home else None, store=store)
     with open_store(s) as st:
         return Results(s, st.sweep(name))
-
-
-def _chunk_size(value: int | str | None) -> int | None:
-    if value is None or value == "auto":
-        return None
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"chunk size must be a positive integer or 'auto', not {value!r}.") from None
-    if n < 1:
-        raise ConfigError(f"chunk size must be a positive integer or 'auto', not {value!r}.")
-    return n

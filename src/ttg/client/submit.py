@@ -10,8 +10,7 @@ computes nothing twice.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +19,11 @@ from ..core import funcref
 from ..core.chunking import Chunk, auto_size, gaps, plan
 from ..core.codec import Codec
 from ..core.records import FAILED
-from ..core.sweep import Sweep
+from ..core.sweep import Options, Sweep
 from ..errors import ConfigError
-from ..settings import Settings
 from ..spaces import Space
 from ..spaces.files import FileSpace
-from ..stores.base import Progress, ResultStore
-from ..worker.child import ChildOptions
-from ..worker.supervisor import Supervisor
+from ..stores.base import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -93,94 +89,6 @@ def _pending(sweep: Sweep, space: Space, size: int,
             yield piece, None
 
 
-class Watcher:
-    """Polls a sweep's progress for ``ttg run``; tells the supervisor when to stop."""
-
-    def __init__(self, sweep: Sweep, broker: Broker, store: ResultStore,
-                 show: Callable[[Progress], None] | None = None, every: float = 0.02,
-                 requeue: Callable[[list[Chunk]], object] | None = None) -> None:
-        """``requeue`` queues chunks again when the broker lost them (e.g. a Redis
-        restarted without persistence): without it such a sweep would wait forever."""
-        self.sweep, self.broker, self.store = sweep, broker, store
-        self.show = show
-        self.every = every
-        self.requeue = requeue
-        self._next = 0.0
-        self._idle_since: float | None = None
-        self._next_requeue = 0.0
-        self.progress = store.progress(sweep.id)
-        self.outcome = "running"
-
-    def tick(self) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + self.every
-        self.progress = self.store.progress(self.sweep.id)
-        if self.show is not None:
-            self.show(self.progress)
-        if self.progress.complete:
-            self.outcome = "complete"
-            return True
-        if self.store.state(self.sweep.id) == "cancelled":
-            self.outcome = "cancelled"
-            return True
-        if self.broker.stats(self.sweep.id).active:
-            self._idle_since = None
-            return False
-        if self._idle_since is None:
-            self._idle_since = now
-        if now - self._idle_since < 0.5:
-            return False
-        # nothing queued or leased (that we can see) and results missing
-        lost = self._lost()
-        if not lost:  # all of it dead-lettered: nothing will ever come
-            self.outcome = "stuck"
-            return True
-        if self.requeue is not None and now >= self._next_requeue:
-            log.warning("sweep %s: %d chunks have no results and are neither queued nor leased; "
-                        "queueing them again", self.sweep.id, len(lost))
-            self.requeue(lost)
-            self._next_requeue = now + 30.0  # a broker with inexact lease counts: do not flood it
-            self._idle_since = None
-        return False
-
-    def _lost(self) -> list[Chunk]:
-        """The ranges with no results that are not dead-lettered either."""
-        dead = _merged(sorted((d.chunk.start, d.chunk.stop) for d in self.broker.dead_letters(self.sweep.id)))
-        missing = gaps(0, self.sweep.total, self.store.committed_ranges(self.sweep.id, 0, self.sweep.total))
-        return [piece for c in missing for piece in gaps(c.start, c.stop, dead)]
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted ranges with overlaps merged (dead letters of a split chunk can overlap)."""
-    out: list[tuple[int, int]] = []
-    for a, b in ranges:
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultStore,
-              show: Callable[[Progress], None] | None = None) -> Watcher:
-    """Run local workers on ``sweep`` until it completes, is cancelled or interrupted."""
-    allow = funcref.AllowList([sweep.function, *settings.allow])
-    options = ChildOptions(worker_id="", allow=allow, sweep_id=sweep.id)
-    codec = Codec(settings.secret)
-    watcher = Watcher(sweep, broker, store, show,
-                      requeue=lambda chunks: requeue(sweep, chunks, broker, codec))
-    if watcher.tick():
-        return watcher
-    supervisor = Supervisor(settings, options, broker, on_tick=watcher.tick)
-    supervisor.run()
-    if watcher.outcome == "running":
-        watcher.progress = store.progress(sweep.id)
-        watcher.outcome = "complete" if watcher.progress.complete else "interrupted"
-    return watcher
-
-
 def requeue_failed(sweep: Sweep, broker: Broker, store: ResultStore, codec: Codec,
                    statuses: tuple[str, ...] = FAILED) -> int:
     """Delete the records with these statuses and queue their indices again (``ttg
@@ -189,6 +97,22 @@ def requeue_failed(sweep: Sweep, broker: Broker, store: ResultStore, codec: Code
     store.set_state(sweep.id, "active")
     requeue(sweep, reopened, broker, codec)
     return sum(len(c) for c in reopened)
+
+
+def prepare(ref: str, space: Space, options: Options, name: str | None = None) -> Sweep:
+    """The sweep of ``ref`` over ``space``, its function imported now so that a typo
+    fails before anything is stored."""
+    sweep = Sweep.create(ref, space, options, name)
+    check_function(sweep.function)
+    return sweep
+
+
+def cancel(sweep_id: str, broker: Broker, store: ResultStore) -> int:
+    """Cancel a sweep: drop its queued chunks (returns how many); results stay, and
+    submitting it again resumes it."""
+    store.sweep(sweep_id)
+    store.set_state(sweep_id, "cancelled")
+    return broker.cancel(sweep_id)
 
 
 def check_function(ref: str) -> None:

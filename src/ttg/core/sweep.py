@@ -130,3 +130,16 @@ def _identity(spec: Mapping[str, Any]) -> Any:
 
 def _valid_name(name: str) -> bool:
     return 0 < len(name) <= 100 and all(c.isalnum() or c in "-_." for c in name)
+
+
+def parse_chunk_size(value: int | str | None) -> int | None:
+    """A chunk size as given (``"auto"``, an int, a numeric string): None for auto."""
+    if value is None or value == "auto":
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"chunk size must be a positive integer or 'auto', not {value!r}.") from None
+    if n < 1:
+        raise ConfigError(f"chunk size must be a positive integer or 'auto', not {value!r}.")
+    return n

@@ -250,10 +250,10 @@ class SweepMonitor:
 
     def cancel(self, sweep_id: str) -> int:
         """Cancel a sweep (as ``ttg cancel``): drop its queued chunks; results stay."""
+        from ..client.submit import cancel
+
         with self.lock:
-            self.store.sweep(sweep_id)
-            self.store.set_state(sweep_id, "cancelled")
-            return self.broker.cancel(sweep_id)
+            return cancel(sweep_id, self.broker, self.store)
 
     def retry(self, sweep_id: str, codec: Codec) -> int:
         """Re-queue the failed indices (as ``ttg retry --no-workers``); returns how many."""

@@ -169,7 +169,7 @@ class WorkerMetrics(Events):
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
-        from .. import __version__
+        from ..version import __version__
 
         def counter(name: str, doc: str, labels: list[str], data: Counter[Any]) -> Metric:
             fam = CounterMetricFamily(name, doc, labels=labels)

@@ -91,20 +91,23 @@ class ChildPipe:
         #: replies that arrived while waiting for another one, by call number
         self._replies: dict[int, Reply] = {}
 
+    def send(self, msg: ToSupervisor) -> None:
+        self.conn.send(msg)
+
     def leased(self, lease: Lease, timeout: float | None) -> None:
-        self.conn.send(Leased(replace(lease, body=b""), timeout))
+        self.send(Leased(replace(lease, body=b""), timeout))
 
     def computed(self, lease: Lease) -> None:
-        self.conn.send(Computed(lease.token))
+        self.send(Computed(lease.token))
 
     def finished(self, lease: Lease) -> None:
-        self.conn.send(Finished(lease.token))
+        self.send(Finished(lease.token))
 
     def report(self, report: ChunkReport) -> None:
-        self.conn.send(Report(report))
+        self.send(Report(report))
 
     def bye(self, reason: str) -> None:
-        self.conn.send(Bye(reason))
+        self.send(Bye(reason))
 
     def stop_requested(self) -> bool:
         while not self._stop and self.conn.poll():
@@ -114,7 +117,7 @@ class ChildPipe:
     def send_call(self, request: Any) -> int:
         """Send a request without waiting; ``result`` collects its reply."""
         self._seq += 1
-        self.conn.send(Call(self._seq, request))
+        self.send(Call(self._seq, request))
         return self._seq
 
     def result(self, seq: int) -> Any:

@@ -1,25 +1,7 @@
 """The RabbitMQ broker: a durable quorum queue per sweep; leases live with the
 connection that took them.
 
-Queues (vhost of the URL; names and headers in layout.py):
-
-``ttg.q.{sweep}``      quorum queue of the sweep's chunks. Message body: the chunk
-                       message; headers ``ttg-start``, ``ttg-stop``,
-                       ``ttg-failures`` (failed attempts before this message was
-                       published), ``ttg-last-failure`` (JSON). Arguments: a
-                       ``x-delivery-limit`` safety net (TTG splits poison chunks
-                       long before it), dead-lettering to ``ttg.dead.{sweep}``,
-                       and ``x-ttg-priority`` (read back through the management
-                       API to lease from the highest-priority sweep first).
-``ttg.delay.{sweep}``  classic queue holding chunks released with a delay; each
-                       message expires after its delay and is dead-lettered back
-                       into ``ttg.q.{sweep}``.
-``ttg.dead.{sweep}``   classic queue: the dead-letter record (headers ``ttg-reason``,
-                       ``ttg-at``).
-``ttg.sweeps``         fanout exchange: a message (body: the sweep id) after every
-                       submit and release. Each client binds an exclusive queue
-                       ``ttg.listen.{client}`` to it, so an idle worker sees new
-                       work at once instead of waiting for the next listing.
+Queues, exchange and headers: layout.py.
 
 A lease is an unacknowledged delivery (deliveries.py): it lasts exactly as long
 as the connection that took it, and RabbitMQ redelivers it at once when that
@@ -48,7 +30,6 @@ clients' leases come from the management API (management.py).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -68,10 +49,11 @@ from ..base import Broker, BrokerBackend, DeadLetter, Lease, QueueStats, poll
 from . import recovery
 from .consumer import Prefetch, Raw
 from .deliveries import Deliveries, Delivery
-from .layout import ANNOUNCE, DELIVERY_LIMIT, chunk_headers, persistent, queue_names
-from .link import AMQP_ERRORS, Link
+from .layout import chunk_headers, persistent, queue_names, read_headers
+from .link import AMQP_ERRORS, Link, ack_timed_out
 from .management import Management, split_url
 from .publish import publish_confirmed
+from .queues import Queues
 from .sweeps import SweepList
 
 log = logging.getLogger(__name__)
@@ -93,12 +75,12 @@ class RabbitBroker(BrokerBackend):
         self.url, api = split_url(url)
         self.management = Management(self.url, api)
         self.deliveries = Deliveries()
-        self.link = Link(self.url, lambda frame: self.prefetch.on_cancelled(frame), self._on_reset)
-        self.prefetch = Prefetch(self.link, self.deliveries, self._count)
+        self.link = Link(self.url, lambda frame: self.prefetch.on_cancelled(frame), self._on_reset,
+                         self._channel_lost)
+        self.queues = Queues(self.link)
+        self.prefetch = Prefetch(self.link, self.deliveries, self.queues.count, self._give_back)
         #: an announced sweep is tried at once, whatever its backoff (``_empty``)
         self.sweeps = SweepList(self.link, self.management, self._announced)
-        #: sweeps whose queues this connection declared: True all, False the chunk queue only
-        self._declared: dict[str, bool] = {}
         #: sweep -> (next basic.get not before, current backoff) for queues found empty
         self._empty: dict[str, tuple[float, float]] = {}
         if not log.isEnabledFor(logging.DEBUG) and logging.getLogger("pika").level == logging.NOTSET:
@@ -132,40 +114,14 @@ class RabbitBroker(BrokerBackend):
         self.deliveries.channel_closed()
         self.prefetch.reset()
         if new_connection:
-            self._declared.clear()
-
-    def _do(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
-        """Run ``fn`` on the channel, reconnecting once (with backoff) if the connection dropped,
-        and on a new channel if the server closed ours for a consumer timeout."""
-        if not self.link.ensure():
-            self._channel_lost(None)  # closed by the server since we last used it
-        try:
-            return fn()
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            self._channel_lost(exc)
-            if retry and recovery.ack_timed_out(exc):  # not this operation's fault: run it again
-                return self._do(fn, retry=False)
-            raise BrokerUnavailable(f"RabbitMQ refused an operation: {exc.reply_text}.") from exc
-        except AMQP_ERRORS as exc:
-            if self.link.up and not self.link.ch.is_open:  # the channel closed meanwhile
-                self._channel_lost(None)
-                if retry:
-                    return self._do(fn, retry=False)
-                raise BrokerUnavailable(f"RabbitMQ closed the channel: {exc!r}.") from exc
-            if not retry:
-                raise BrokerUnavailable(f"lost the connection to RabbitMQ at {self.link.where}: "
-                                        f"{exc!r}.") from exc
-            log.warning("RabbitMQ connection lost (%r); reconnecting", exc)
-            self.link.close_quietly()
-            self.link.connect()
-            return self._do(fn, retry=False)
+            self.queues.declared.clear()
 
     def _channel_lost(self, exc: BaseException | None) -> None:
         """The server closed our channel (``exc``: why, when we saw it happen): every delivery
         on it went back to its queue. Log why and open a new one."""
         reason = exc if exc is not None else self.link.closing_reason()
         held = len(self.deliveries)
-        if isinstance(reason, pika.exceptions.ChannelClosedByBroker) and recovery.ack_timed_out(reason):
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker) and ack_timed_out(reason):
             recovery.log_timeout(reason, held)
             lost = list(self.deliveries.live())
             self.link.reopen_channel()
@@ -179,19 +135,7 @@ class RabbitBroker(BrokerBackend):
     def service(self) -> None:
         """Answer heartbeats and take in what the server sent (the supervisor calls
         this every tick, so held leases stay alive while children compute)."""
-        p = self.prefetch
-        if p.refocus is not None:
-            sweep, p.refocus = p.refocus, None
-            try:
-                self._do(partial(self._focus, sweep))
-            except BrokerUnavailable as exc:  # basic.get goes on taking its chunks
-                log.warning("could not consume from %s: %s", sweep, exc)
-        if p.unsubscribe:
-            p.unsubscribe = False
-            try:
-                self._do(self._stop_consuming)
-            except BrokerUnavailable as exc:  # (a lost connection took the consumers with it)
-                log.warning("could not stop consuming: %s", exc)
+        self.prefetch.apply()
         if time.monotonic() - self.link.read_at < SERVICE_SECONDS:
             return  # read a moment ago (a lease request reads too)
         try:
@@ -209,53 +153,8 @@ class RabbitBroker(BrokerBackend):
 
     # -- queues ------------------------------------------------------------------------------
 
-    def _declare(self, sweep_id: str, priority: int = 0, *, all_queues: bool = True) -> None:
-        """The sweep's chunk queue, then (``all_queues``) its dead-letter and delay
-        queues. A submit declares those two after its first chunk is queued: nothing
-        is dead-lettered or delayed before a chunk has run, and a worker that does
-        either declares them itself first."""
-        done = self._declared.get(sweep_id)
-        if done or (done is False and not all_queues):
-            return
-        q, delay, dead = queue_names(sweep_id)
-        ch = self.link.ch
-        if done is None:
-            ch.queue_declare(q, durable=True, arguments={
-                "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
-                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead, "x-ttg-priority": priority})
-            ch.exchange_declare(ANNOUNCE, "fanout", durable=True)
-            self._declared[sweep_id] = False
-        if all_queues:
-            ch.queue_declare(dead, durable=True)
-            ch.queue_declare(delay, durable=True, arguments={
-                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q})
-            self._declared[sweep_id] = True
-
     def _publish(self, queue: str, body: bytes, headers: dict[str, Any], expiration_ms: int = 0) -> None:
         self.link.ch.basic_publish("", queue, body, persistent(headers, expiration_ms), mandatory=True)
-
-    def _count(self, queue: str) -> int:
-        """Ready messages in ``queue`` (0 when it does not exist)."""
-        ch = self.link.conn.channel()
-        try:
-            n = int(ch.queue_declare(queue, passive=True).method.message_count)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code == 404:
-                return 0
-            raise
-        ch.close()
-        return n
-
-    def _queue_exists(self, queue: str) -> bool:
-        ch = self.link.conn.channel()
-        try:
-            ch.queue_declare(queue, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code == 404:
-                return False
-            raise
-        ch.close()
-        return True
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -263,12 +162,12 @@ class RabbitBroker(BrokerBackend):
         todo = list(items)
 
         def go() -> int:
-            self._declare(sweep_id, priority, all_queues=False)
+            self.queues.declare(sweep_id, priority, all_queues=False)
             q = queue_names(sweep_id)[0]
             for chunk, body in todo[:1]:  # workers can start on it while the rest is published
                 self._publish(q, body, chunk_headers(sweep_id, chunk, 0, None, priority))
                 self.sweeps.announce(sweep_id, priority)
-            self._declare(sweep_id, priority)
+            self.queues.declare(sweep_id, priority)
             rest = [(body, persistent(chunk_headers(sweep_id, chunk, 0, None, priority)))
                     for chunk, body in todo[1:]]
             if len(rest) >= BULK_PUBLISH:
@@ -278,7 +177,7 @@ class RabbitBroker(BrokerBackend):
                     self.link.ch.basic_publish("", q, body, props, mandatory=True)
             return len(todo)
 
-        return int(self._do(go))
+        return int(self.link.run(go))
 
     def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
         return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
@@ -304,13 +203,13 @@ class RabbitBroker(BrokerBackend):
         # read (which also sends the buffered acks, and so brings the next pushes) unless
         # chunks pushed already answer this request and the next, and it read a moment ago
         if self.prefetch.pushed(sweep_id) < 2 or time.monotonic() - self.link.read_at >= SERVICE_SECONDS:
-            self._do(self.sweeps.listen)  # (also takes in what the consumers received)
+            self.link.run(self.sweeps.listen)  # (also takes in what the consumers received)
         now = time.monotonic()
         for s in [sweep_id] if sweep_id else self.sweeps.ordered():
             raw = self.prefetch.take(s)
             got: Lease | None
             if raw is not None:  # pushed to us: no request needed (a delivery of a lost channel is forgotten)
-                got = self._do(partial(self._lease_from, s, *raw), retry=False)
+                got = self.link.run(partial(self._lease_from, s, *raw), retry=False)
                 if got is not None:
                     return got
                 continue
@@ -319,7 +218,7 @@ class RabbitBroker(BrokerBackend):
             ready_at, backoff = self._empty.get(s, (0.0, 0.0))
             if now < ready_at:
                 continue
-            got = self._do(partial(self._get, s))
+            got = self.link.run(partial(self._get, s))
             if got is not None:
                 self._empty.pop(s, None)
                 if self.prefetch.capacity:  # consume from it, once this chunk is on its way (service)
@@ -328,14 +227,6 @@ class RabbitBroker(BrokerBackend):
             backoff = min(max(backoff * 2, 0.01), MAX_EMPTY_BACKOFF)
             self._empty[s] = (now + backoff, backoff)
         return None
-
-    def _focus(self, sweep_id: str) -> None:
-        for sweep, raw in self.prefetch.focus(sweep_id):
-            self._give_back(sweep, raw)
-
-    def _stop_consuming(self) -> None:
-        for sweep, raw in self.prefetch.stop_all():
-            self._give_back(sweep, raw)
 
     def _give_back(self, sweep_id: str, raw: Raw) -> None:
         """A pushed chunk nobody leased goes back without counting an attempt
@@ -361,7 +252,7 @@ class RabbitBroker(BrokerBackend):
         it is moved to the dead-letter queue)."""
         h = props.headers or {}
         try:
-            chunk = Chunk(int(h["ttg-start"]), int(h["ttg-stop"]))
+            chunk, failures, failure, priority = read_headers(h)
         except (KeyError, TypeError, ValueError) as exc:  # not from TTG: set it aside, never run it
             reason = f"not a TTG chunk message: no valid ttg-start/ttg-stop headers ({exc!r})"
             q, _, dead = queue_names(sweep_id)
@@ -370,23 +261,16 @@ class RabbitBroker(BrokerBackend):
             self._publish(dead, body, {**h, "ttg-reason": reason, "ttg-at": repr(self.clock.time())})
             self.link.ch.basic_ack(method.delivery_tag)
             return None
-        lost = int(h.get("x-delivery-count") or 0)
-        last = h.get("ttg-last-failure") or ""
-        failure = Failure.from_dict(json.loads(last)) if last else None
-        if lost:
-            failure = Failure("lost", "the connection holding the lease closed: its worker died or was "
-                              "cut off")
         token = self.link.token(method.delivery_tag)
         self.deliveries.add(Delivery(token, sweep_id, chunk, body,
                                      pushed=isinstance(method, pika.spec.Basic.Deliver)))
-        return Lease(sweep_id, chunk, body, token,
-                     self.clock.time() + self.lease_seconds, int(h.get("ttg-failures") or 0) + lost, failure,
-                     int(h.get("ttg-priority") or 0))
+        return Lease(sweep_id, chunk, body, token, self.clock.time() + self.lease_seconds, failures, failure,
+                     priority)
 
     def extend(self, lease: Lease) -> Lease:
         token = self.deliveries.current(lease.token)
-        exists = self.deliveries.held(token) is not None and self._do(
-            partial(self._queue_exists, queue_names(lease.sweep_id)[0]))
+        exists = self.deliveries.held(token) is not None and self.link.run(
+            partial(self.queues.exists, queue_names(lease.sweep_id)[0]))
         token = self.deliveries.current(lease.token)  # (_do may have reconnected, or taken the chunk back)
         if self.deliveries.orphaned(token):  # lost to a consumer timeout: let it finish
             return replace(lease, deadline=self.clock.time() + self.lease_seconds)
@@ -400,7 +284,7 @@ class RabbitBroker(BrokerBackend):
         if self.deliveries.orphaned(token):
             self.deliveries.forget(token)
         elif self.deliveries.held(token) is not None:
-            self._do(lambda: self._ack(self.deliveries.current(token, done=True)))
+            self.link.run(lambda: self._ack(self.deliveries.current(token, done=True)))
 
     def _ack(self, token: str) -> None:
         d = self.deliveries.held(token)
@@ -434,7 +318,7 @@ class RabbitBroker(BrokerBackend):
             publish(d)
             self._ack(now)
 
-        self._do(go)
+        self.link.run(go)
 
     def release(self, lease: Lease, *, failure: Failure | None = None, delay: float = 0.0) -> None:
         last = failure or lease.last_failure
@@ -442,7 +326,7 @@ class RabbitBroker(BrokerBackend):
         q, delay_q, _ = queue_names(lease.sweep_id)
 
         def publish(d: Delivery) -> None:
-            if not self._queue_exists(q):  # cancelled: drop it
+            if not self.queues.exists(q):  # cancelled: drop it
                 return
             headers = chunk_headers(lease.sweep_id, lease.chunk, failures, last, lease.priority)
             if delay > 0:
@@ -462,7 +346,7 @@ class RabbitBroker(BrokerBackend):
 
     def dead_letter(self, lease: Lease, reason: str) -> None:
         def publish(d: Delivery) -> None:
-            self._declare(lease.sweep_id)
+            self.queues.declare(lease.sweep_id)
             headers = chunk_headers(lease.sweep_id, lease.chunk, lease.failures, lease.last_failure,
                                     lease.priority)
             headers.update({"ttg-reason": reason, "ttg-at": repr(self.clock.time())})
@@ -471,35 +355,7 @@ class RabbitBroker(BrokerBackend):
         self._finish(lease, publish)
 
     def dead_letters(self, sweep_id: str) -> list[DeadLetter]:
-        """Read the dead-letter queue without consuming it (gets, then closes the
-        channel so every message goes back)."""
-        def read() -> list[DeadLetter]:
-            out: list[DeadLetter] = []
-            ch = self.link.conn.channel()
-            try:
-                while True:
-                    method, props, _ = ch.basic_get(queue_names(sweep_id)[2], auto_ack=False)
-                    if method is None:
-                        break
-                    h = props.headers or {}
-                    try:
-                        chunk = Chunk(int(h["ttg-start"]), int(h["ttg-stop"]))
-                    except (KeyError, TypeError, ValueError):
-                        log.debug("%s holds a message with no chunk range", queue_names(sweep_id)[2])
-                        continue
-                    reason = h.get("ttg-reason")
-                    if reason is None:  # dead-lettered by RabbitMQ itself (x-delivery-limit)
-                        reason = f"delivered {DELIVERY_LIMIT} times without an acknowledgement"
-                    out.append(DeadLetter(sweep_id, chunk, str(reason), float(h.get("ttg-at") or 0)))
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != 404:
-                    raise
-                return []
-            if ch.is_open:
-                ch.close()
-            return sorted(out, key=lambda d: d.at)
-
-        result: list[DeadLetter] = self._do(read)
+        result: list[DeadLetter] = self.link.run(partial(self.queues.read_dead, sweep_id))
         return result
 
     def stats(self, sweep_id: str | None = None) -> QueueStats:
@@ -511,35 +367,35 @@ class RabbitBroker(BrokerBackend):
             queued = dead = 0
             for s in sweeps:
                 q, delay_q, dead_q = queue_names(s)
-                queued += self._count(q) + self._count(delay_q)
-                dead += self._count(dead_q)
+                queued += self.queues.count(q) + self.queues.count(delay_q)
+                dead += self.queues.count(dead_q)
             mine = sum(1 for _ in self.deliveries.live(sweep_id)) + self.prefetch.waiting(sweep_id)
             everyone = self.management.unacked([queue_names(s)[0] for s in sweeps])
             return QueueStats(queued, max(mine, everyone or 0), dead)
 
-        result: QueueStats = self._do(read)
+        result: QueueStats = self.link.run(read)
         return result
 
     def cancel(self, sweep_id: str) -> int:
         q, delay_q, _ = queue_names(sweep_id)
 
         def go() -> int:
-            n = self._count(q) + self._count(delay_q)
+            n = self.queues.count(q) + self.queues.count(delay_q)
             for name in (q, delay_q):
                 self.link.ch.queue_delete(name)
-            self._declared.pop(sweep_id, None)
+            self.queues.declared.pop(sweep_id, None)
             self.prefetch.drop(sweep_id)
             self.deliveries.forget_sweep(sweep_id)  # RabbitMQ dropped those deliveries with the queue
             return n
 
-        return int(self._do(go))
+        return int(self.link.run(go))
 
     def close(self) -> None:
         """Close the connection: RabbitMQ gives every lease it held back at once.
         (Using the broker again opens a new connection.)"""
         if self.prefetch.consumers and self.link.up:
             try:  # pushed chunks nobody started: back without counting an attempt
-                self._stop_consuming()
+                self.prefetch.stop_all()
             except (BrokerUnavailable, *AMQP_ERRORS) as exc:
                 log.debug("could not give back prefetched chunks: %r", exc)
         self.link.close_quietly()

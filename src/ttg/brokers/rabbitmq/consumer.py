@@ -12,6 +12,7 @@ stops consuming (chunks became long, worker/pace.py) or closes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,9 +21,12 @@ from typing import Any
 
 import pika.exceptions
 
+from ...errors import BrokerUnavailable
 from .deliveries import Deliveries
 from .layout import queue_names
 from .link import Link
+
+log = logging.getLogger(__name__)
 
 #: before a consumer is cancelled, how long pushes already on their way are waited for at most
 SETTLE_SECONDS = 0.2
@@ -32,9 +36,11 @@ Raw = tuple[Any, Any, bytes]
 
 
 class Prefetch:
-    def __init__(self, link: Link, deliveries: Deliveries, count: Callable[[str], int]) -> None:
-        """``count(queue)``: the messages ready in a queue (0 when it does not exist)."""
-        self.link, self.deliveries, self.count = link, deliveries, count
+    def __init__(self, link: Link, deliveries: Deliveries, count: Callable[[str], int],
+                 give_back: Callable[[str, Raw], None]) -> None:
+        """``count(queue)``: the messages ready in a queue (0 when it does not exist);
+        ``give_back(sweep, delivery)``: return a push nobody leased, uncounted."""
+        self.link, self.deliveries, self.count, self.give_back = link, deliveries, count, give_back
         #: how many deliveries to consume ahead; 0: none (no capacity set, or chunks are long)
         self.capacity = 0
         #: the prefetch our consumers were started with (``capacity`` may have changed since)
@@ -71,32 +77,44 @@ class Prefetch:
         self.consumers.pop(sweep_id, None)
         self.inbox.pop(sweep_id, None)
 
-    def focus(self, sweep_id: str) -> list[tuple[str, Raw]]:
+    def apply(self) -> None:
+        """Do what was decided since the last call (at the supervisor's next tick):
+        consume from the sweep a chunk was just got from, or stop consuming."""
+        if self.refocus is not None:
+            sweep, self.refocus = self.refocus, None
+            try:
+                self.link.run(partial(self.focus, sweep))
+            except BrokerUnavailable as exc:  # basic.get goes on taking its chunks
+                log.warning("could not consume from %s: %s", sweep, exc)
+        if self.unsubscribe:
+            self.unsubscribe = False
+            try:
+                self.link.run(self.stop_all)
+            except BrokerUnavailable as exc:  # (a lost connection took the consumers with it)
+                log.warning("could not stop consuming: %s", exc)
+
+    def focus(self, sweep_id: str) -> None:
         """Consume from this sweep's queue only (the one a chunk just came from, the
         highest priority with work): chunks of other sweeps do not wait here while
-        this one runs. Returns the pushes to give back (sweep, delivery)."""
-        if sweep_id in self.consumers:
-            return []
-        back = self.stop_all()
-        self._consume(sweep_id)
-        return back
+        this one runs."""
+        if sweep_id not in self.consumers:
+            self.stop_all()
+            self._consume(sweep_id)
 
-    def stop_all(self) -> list[tuple[str, Raw]]:
-        """Stop every consumer; returns the pushes nobody leased, to give back uncounted."""
-        back: list[tuple[str, Raw]] = []
+    def stop_all(self) -> None:
         for sweep in list(self.consumers):
-            back += [(sweep, raw) for raw in self.stop(sweep)]
-        return back
+            self.stop(sweep)
 
-    def stop(self, sweep_id: str) -> list[Raw]:
-        """Stop consuming from this sweep's queue; returns the pushes nobody leased.
-        The consumer is cancelled once nothing more can be on its way to it, and
-        before those are given back, whose acks would bring more."""
+    def stop(self, sweep_id: str) -> None:
+        """Stop consuming from this sweep's queue and give back the pushes nobody
+        leased. The consumer is cancelled once nothing more can be on its way to it,
+        and before those are given back, whose acks would bring more."""
         self._quiesce(sweep_id)
         tag = self.consumers.pop(sweep_id, None)
         if tag is not None:
             self.link.ch.basic_cancel(tag)
-        return list(self.inbox.pop(sweep_id, None) or ())
+        for raw in self.inbox.pop(sweep_id, None) or ():
+            self.give_back(sweep_id, raw)
 
     def _quiesce(self, sweep_id: str) -> None:
         """Read until nothing more can be on its way to our consumer on this sweep's

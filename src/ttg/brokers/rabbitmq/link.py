@@ -34,17 +34,19 @@ RECONNECT_SECONDS = 15.0
 
 class Link:
     def __init__(self, url: str, on_cancelled: Callable[[Any], None],
-                 on_reset: Callable[[bool], None]) -> None:
+                 on_reset: Callable[[bool], None], on_lost: Callable[[BaseException | None], None]) -> None:
         """``on_cancelled``: RabbitMQ ended one of our consumers (its queue was
         deleted). ``on_reset(new_connection)``: a new channel (on a new connection
-        or not) replaced the one that held our deliveries and consumers."""
+        or not) replaced the one that held our deliveries and consumers.
+        ``on_lost(why)``: ``run`` found that the server closed our channel; it must
+        open a new one (``reopen_channel``)."""
         self.url = url
         self.params = pika.URLParameters(url)
         if "heartbeat" not in parse_qs(urlsplit(url).query):  # the URL's ?heartbeat=S wins
             self.params.heartbeat = 20
         self.params.blocked_connection_timeout = 60
         self.params.connection_attempts = 1
-        self.on_cancelled, self.on_reset = on_cancelled, on_reset
+        self.on_cancelled, self.on_reset, self.on_lost = on_cancelled, on_reset, on_lost
         self.conn: Any = None
         self.ch: Any = None
         self.generation = 0
@@ -116,6 +118,32 @@ class Link:
     def up(self) -> bool:
         return self.conn is not None and self.conn.is_open
 
+    def run(self, fn: Callable[[], Any], *, retry: bool = True) -> Any:
+        """Run ``fn`` on the channel, reconnecting once (with backoff) if the connection dropped,
+        and on a new channel (``on_lost``) if the server closed ours, for a consumer timeout say."""
+        if not self.ensure():
+            self.on_lost(None)  # closed by the server since we last used it
+        try:
+            return fn()
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self.on_lost(exc)
+            if retry and ack_timed_out(exc):  # not this operation's fault: run it again
+                return self.run(fn, retry=False)
+            raise BrokerUnavailable(f"RabbitMQ refused an operation: {exc.reply_text}.") from exc
+        except AMQP_ERRORS as exc:
+            if self.up and not self.ch.is_open:  # the channel closed meanwhile
+                self.on_lost(None)
+                if retry:
+                    return self.run(fn, retry=False)
+                raise BrokerUnavailable(f"RabbitMQ closed the channel: {exc!r}.") from exc
+            if not retry:
+                raise BrokerUnavailable(f"lost the connection to RabbitMQ at {self.where}: "
+                                        f"{exc!r}.") from exc
+            log.warning("RabbitMQ connection lost (%r); reconnecting", exc)
+            self.close_quietly()
+            self.connect()
+            return self.run(fn, retry=False)
+
     def close_quietly(self) -> None:
         try:
             if self.conn is not None and self.conn.is_open:
@@ -144,3 +172,9 @@ class Link:
         (it raises it only at the next call, which would be lost with the channel)."""
         reason = getattr(self.ch, "_closing_reason", None)
         return reason if isinstance(reason, BaseException) else None
+
+
+def ack_timed_out(exc: BaseException | None) -> bool:
+    """The server closed the channel because a delivery outlived its ``consumer_timeout``."""
+    return (isinstance(exc, pika.exceptions.ChannelClosedByBroker) and exc.reply_code == 406
+            and "acknowledgement" in exc.reply_text and "timed out" in exc.reply_text)

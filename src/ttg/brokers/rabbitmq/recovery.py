@@ -29,12 +29,6 @@ from .link import AMQP_ERRORS
 log = logging.getLogger(__name__)
 
 
-def ack_timed_out(exc: BaseException | None) -> bool:
-    """The server closed the channel because a delivery outlived its ``consumer_timeout``."""
-    return (isinstance(exc, pika.exceptions.ChannelClosedByBroker) and exc.reply_code == 406
-            and "acknowledgement" in exc.reply_text and "timed out" in exc.reply_text)
-
-
 def log_timeout(reason: pika.exceptions.ChannelClosedByBroker, held: int) -> None:
     used = re.search(r"Timeout value used: (\d+) ms", reason.reply_text)
     limit = f"{int(used.group(1)) / 1000:g} s" if used else "its limit"
