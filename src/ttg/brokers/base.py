@@ -1,7 +1,7 @@
 """The broker contract: where chunks wait and are leased.
 
 A broker knows chunks, leases, failures and dead letters, and nothing about
-results. Messages are opaque bytes (see ttg.codec); the broker never decodes
+results. Messages are opaque bytes (core/codec.py); the broker never decodes
 them. Every method may raise BrokerUnavailable when the server cannot be
 reached; backends translate their driver's errors into TTG's at this boundary.
 """

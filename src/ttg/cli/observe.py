@@ -1,6 +1,6 @@
 """The commands that watch sweeps: ``ttg dashboard``, ``ttg exporter``, ``ttg plot``.
 
-(``ttg worker --metrics-port`` is in cli.py with the other worker flags.)
+(``ttg worker --metrics-port`` is in commands.py with the other worker flags.)
 """
 
 from __future__ import annotations

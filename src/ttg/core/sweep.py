@@ -20,7 +20,7 @@ class Options:
     """How a sweep runs. None of these change its results, so none is in its id
     (except ``batched``, which changes how the function is called)."""
 
-    #: Points per chunk; None means "auto" (see ttg.chunking).
+    #: Points per chunk; None means "auto" (see chunking.py).
     chunk_size: int | None = None
     #: Crashes or timeouts of one chunk before it is split to isolate the culprit.
     max_attempts: int = 3

@@ -19,8 +19,8 @@ def connect(url: str, error: type[Exception]) -> redis.Redis:
     The first PING runs without retries: redis-py counts a refused connection
     and a refused password (AuthenticationError is a ConnectionError) as
     retryable, and nests the connect retries inside the command retries, so
-    with the backoff in place a server that is down took 17 s to report and
-    a missing password 4 minutes."""
+    with the backoff in place a wrong URL or password would be reported only
+    after many backoffs, not at once."""
     try:
         client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), retry_on_error=[
                                       redis.ConnectionError, redis.TimeoutError], socket_connect_timeout=5,

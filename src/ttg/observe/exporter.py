@@ -3,7 +3,7 @@
 At each scrape ``SweepCollector`` reads every sweep through the monitor
 (``store.sweeps()`` and ``broker.stats()``: the interfaces, so every backend
 works) and reports it. Throughput and ETA come from the monitor's samples of
-progress (ttg.monitor). If the broker or the store cannot be read, the scrape
+progress (monitor.py). If the broker or the store cannot be read, the scrape
 still answers, with ``ttg_exporter_backend_up 0`` and no sweep series.
 
 Metrics, each labelled by ``sweep`` (a sweep id: bounded by the sweeps you keep):

@@ -3,7 +3,7 @@
 A line of ``value`` over one field, a heat map over two grid-like fields
 (each with at most ``GRID_LIKE`` distinct values, or binned), or a scatter of
 the points coloured by ``value``. Cells and line points are means over the
-other fields (ttg.plotdata). The image's title metadata names the kind, so a
+other fields (plotdata.py). The image's title metadata names the kind, so a
 reader (or a test) can tell what was drawn.
 """
 

@@ -6,7 +6,7 @@ Keys:
                        and the exact counters ``ok``, ``error``, ``crashed``, ``timeout``.
 ``ttg:sweeps``         zset sweep -> created time.
 ``ttg:r:{sweep}``      zset of committed ranges, member ``start:stop`` scored by start.
-``ttg:d:{sweep}``      hash start -> the chunk's records blob (see ttg.records).
+``ttg:d:{sweep}``      hash start -> the chunk's records blob (core/records.py).
 ``ttg:fail:{sweep}``   zset of committed ranges that hold failed records.
 ``ttg:workers``        worker presence (``RedisPresence``): hash worker id -> its
                        newest beat as JSON (stores/presence.py).

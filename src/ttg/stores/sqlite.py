@@ -7,7 +7,7 @@ Tables:
              transaction as each commit.
 ``chunks``   one row per committed chunk: (sweep, start) is the key, ``stop``
              ends it, ``data`` is the msgpack blob of its records (see
-             ttg.records) and ``n_failed`` lets failures be found without
+             core/records.py) and ``n_failed`` lets failures be found without
              decoding. Ranges of one sweep never overlap.
 ``workers``  worker presence (``SqlitePresence``): one row per worker
              supervisor, its id, its newest beat (Unix time) and that beat as

@@ -10,11 +10,12 @@ the supervisor can extend the lease while the function runs and release it
 at once if the child dies.
 
 On a store over the network (``ResultStore.concurrent_commit``) a chunk's
-commit runs in a thread of the child while the next chunk computes: the
-server's round trip and write no longer stand between two chunks. The
+commit runs in a thread of the child while the next chunk computes, so the
+server's round trip and write do not stand between two chunks. The
 committing chunk stays leased until its commit returns and it is acked (with
-the lease request after that), so a child holds at most two chunks (three on
-RabbitMQ, where it also leases one ahead: pipe.ProxyBroker), and one that dies
+the lease request after that), so a child holds at most two chunks (three
+when its broker relays through the supervisor and leases one ahead:
+proxy.py), and one that dies
 leaves them all to be redelivered: a committed one is acked without computing,
 and only the computing one counts a failed attempt.
 """

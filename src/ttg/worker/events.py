@@ -5,7 +5,7 @@
 ``chunk_report`` (a child's summary of one chunk, sent over its pipe),
 ``chunk_failed``, ``lease_extended`` and ``lease_lost``. A subscriber overrides
 what it needs; ``Fanout`` tells several. Nothing here imports
-prometheus_client: counting is plain data, exporting is ttg.metrics' job.
+prometheus_client: counting is plain data, exporting is metrics.py's job.
 
 Children do not export metrics themselves. A ``Tally`` in the child sums up
 each chunk into a small ``ChunkReport`` (counts by status, point durations

@@ -1,6 +1,6 @@
 """Prometheus metrics of one worker (``ttg worker --metrics-port PORT``).
 
-``WorkerMetrics`` is an events subscriber (ttg.events) that sums what the
+``WorkerMetrics`` is an events subscriber (events.py) that sums what the
 supervisor and its children report, and a prometheus_client collector that
 turns the sums into metrics when scraped. The children send the supervisor a
 summary of each chunk over their pipe, so the supervisor's registry is the

@@ -1,7 +1,7 @@
 """How long chunks take: short chunks are leased ahead, long ones are not.
 
 Leasing ahead hides the broker's round trip between two short chunks: a child
-gets its next chunk while it computes the current one (pipe.ProxyBroker), and
+gets its next chunk while it computes the current one (proxy.py), and
 on RabbitMQ the supervisor consumes with a prefetch of four chunks per child.
 With long chunks that saves nothing that counts (a lease costs milliseconds)
 and costs a lot: chunks that wait unstarted at one worker cannot go to another

@@ -151,7 +151,7 @@ class Supervisor:
             self._signals_handled += 1
             self.request_stop()
         # short ticks while a proxied child waits for work, and under `ttg run` (on_tick), so
-        # the end of a sweep is seen within 20 ms rather than 100
+        # that the end of a sweep is seen soon
         tick = 0.01 if self.proxy.waiting else 0.02 if self.on_tick else 0.1
         self.broker.service()
         waitables: list[Any] = [s.conn for s in self.slots.values()]

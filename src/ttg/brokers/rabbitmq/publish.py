@@ -1,8 +1,7 @@
 """Publishing many messages with publisher confirms, waiting for all of them at once.
 
 pika's blocking channel waits for each message's confirm before it sends the
-next: ~1 ms per chunk, a second for a 1,000-chunk submit, on the submitter's
-CPU and the broker's. ``publish_confirmed`` sends them all on a connection of
+next, a round trip per chunk. ``publish_confirmed`` sends them all on a connection of
 its own (pika's asynchronous ``SelectConnection``, same parameters), then
 waits until RabbitMQ has confirmed every one: the same guarantee (when it
 returns, every message is on disk on a majority of the nodes), one wait

@@ -54,7 +54,7 @@ CREATE TABLE ttg_chunks (
     worker        text NOT NULL,
     attempt       integer NOT NULL,
     committed_at  timestamptz NOT NULL DEFAULT now(),
-    data          bytea NOT NULL,             -- the records blob (ttg.records), authoritative
+    data          bytea NOT NULL,             -- the records blob (core/records.py), authoritative
     vals          jsonb,                      -- SQL-readable copy (sql_view=1), else NULL:
     statuses      jsonb,                      --   array; NULL when every point is ok
     durations     jsonb,                      --   array of nanoseconds
@@ -83,7 +83,7 @@ CROSS JOIN LATERAL ROWS FROM (
 ) WITH ORDINALITY AS r(value, status, duration_ns, ord);
 """
 
-#: Worker presence (ttg.presence): the newest beat of each worker supervisor.
+#: Worker presence (stores/presence.py): the newest beat of each worker supervisor.
 _V2 = """
 CREATE TABLE ttg_workers (
     id        text PRIMARY KEY,           -- the supervisor's id, host-pid
@@ -101,9 +101,9 @@ CREATE TABLE ttg_workers (
 
 
 def _v3_lz4(conn: psycopg.Connection[Any]) -> None:
-    """Compress new result blobs with lz4 instead of pglz: pglz cost the server
-    4.6 ms of CPU per 100 kB blob, lz4 1.4 ms (docs/benchmarks.md). Needs
-    PostgreSQL 14 built with lz4; elsewhere the column keeps the default."""
+    """Compress new result blobs with lz4 instead of pglz, which costs the server
+    about three times the CPU per blob (docs/benchmarks.md). Needs PostgreSQL 14
+    built with lz4; elsewhere the column keeps the default."""
     try:
         with conn.transaction():  # a savepoint: a refusal leaves the migration usable
             conn.execute("ALTER TABLE ttg_chunks ALTER COLUMN data SET COMPRESSION lz4")
