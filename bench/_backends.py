@@ -161,8 +161,8 @@ class Services:
 
         st = PostgresStore(url)  # creates TTG's tables
         try:
-            st._connection().execute(
-                f"ALTER TABLE ttg_chunks ALTER COLUMN data SET COMPRESSION {self.pg_compression}")
+            st.session.run(lambda db: db.execute(
+                f"ALTER TABLE ttg_chunks ALTER COLUMN data SET COMPRESSION {self.pg_compression}"))
         finally:
             st.close()
 

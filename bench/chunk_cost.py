@@ -224,7 +224,7 @@ def chunk_cost(svc: Services, backend: Backend, n: int, private_redis: str | Non
         store = open_store(target.settings())
         try:
             if backend.store == "postgres":
-                server.pg_exclude.add(int(store._db.info.backend_pid))  # type: ignore[attr-defined]
+                server.pg_exclude.add(int(store.session.run(lambda db: db.info.backend_pid)))  # type: ignore[attr-defined]
             # what one poll of the store costs Redis, to take it out below (PostgreSQL: one
             # statement per poll, counted from this process's own requests)
             c0 = server.counters()

@@ -117,10 +117,17 @@ def empty_redis() -> None:
         client.close()
 
 
+def _empty(kind: str) -> None:
+    """Start a store or broker fixture of this kind from nothing."""
+    if kind == "redis":
+        empty_redis()
+    if kind == "postgres":
+        empty_postgres()
+
+
 @pytest.fixture(params=BROKERS)
 def broker(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[Broker]:
-    if request.param == "redis":
-        empty_redis()
+    _empty(request.param)
     vhost = rabbit_vhost(home).create() if request.param == "amqp" else None
     if request.param == "memory":
         from ttg.testing import MemoryBroker
@@ -136,10 +143,7 @@ def broker(request: pytest.FixtureRequest, settings: Settings, home: Path) -> It
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[ResultStore]:
-    if request.param == "redis":
-        empty_redis()
-    if request.param == "postgres":
-        empty_postgres()
+    _empty(request.param)
     s = open_store(settings, store_url(request.param, home))
     yield s
     s.close()
@@ -148,10 +152,7 @@ def store(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Ite
 @pytest.fixture(params=STORES)
 def presence(request: pytest.FixtureRequest, settings: Settings, home: Path) -> Iterator[PresenceStore]:
     """Worker presence kept by each store backend."""
-    if request.param == "redis":
-        empty_redis()
-    if request.param == "postgres":
-        empty_postgres()
+    _empty(request.param)
     p = open_presence(settings, store_url(request.param, home))
     yield p
     p.close()

@@ -222,9 +222,8 @@ def test_shard_job_is_indexed_and_retried_per_index() -> None:
 
 
 def test_images_carry_the_package_version() -> None:
-    import tomllib
+    from ttg import __version__ as version
 
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     for overlay in OVERLAYS:
         for obj in render(overlay):
             for c in ttg_containers(obj):

@@ -35,12 +35,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-import redis
-
 from ..core.chunking import Chunk
 from ..core.clock import SYSTEM, Clock
 from ..core.retry import Failure
-from ..drivers.redis import connect, describe
+from ..drivers.redis import connect, guarded
 from ..errors import BrokerUnavailable, LeaseLost
 from ..settings import Settings
 from .base import BrokerBackend, DeadLetter, Lease, QueueStats
@@ -325,10 +323,7 @@ class RedisBroker(BrokerBackend):
         return self._do(lambda: script(keys=keys, args=args))
 
     def _do(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(describe(self.url, exc)) from exc
+        return guarded(self.url, BrokerUnavailable, fn)
 
 
 def _q(sweep_id: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import settings as settings_mod
-from ..brokers import open_broker
+from ..brokers import Broker, open_broker
 from ..core import funcref
 from ..core.codec import Codec
 from ..core.sweep import Options, Sweep, parse_chunk_size
@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..settings import Settings
 from ..spaces import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
 from ..spaces.files import FileSpace
-from ..stores import Progress, open_store
+from ..stores import Progress, ResultStore, open_store
 from . import submit as client
 from .local import run_local
 
@@ -163,10 +163,8 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
     options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
                       target_chunk_seconds)
-    sp = as_space(space)
-    sweep = client.prepare(fn if isinstance(fn, str) else funcref.ref_of(fn), sp, options, name)
     with open_broker(s) as b, open_store(s) as st:
-        client.submit(sweep, sp, b, st, Codec(s.secret))
+        sweep = _queue(s, fn, space, options, name, b, st)
         watcher = run_local(s, sweep, b, st)
     return Results(s, sweep, watcher.outcome)
 
@@ -180,11 +178,18 @@ def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto"
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
     options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
                       target_chunk_seconds)
+    with open_broker(s) as b, open_store(s) as st:
+        sweep = _queue(s, fn, space, options, name, b, st)
+    return Results(s, sweep)
+
+
+def _queue(s: Settings, fn: FunctionLike, space: SpaceLike, options: Options, name: str | None,
+           broker: Broker, store: ResultStore) -> Sweep:
+    """Make the sweep (its function imported now) and queue what is not committed yet."""
     sp = as_space(space)
     sweep = client.prepare(fn if isinstance(fn, str) else funcref.ref_of(fn), sp, options, name)
-    with open_broker(s) as b, open_store(s) as st:
-        client.submit(sweep, sp, b, st, Codec(s.secret))
-    return Results(s, sweep)
+    client.submit(sweep, sp, broker, store, Codec(s.secret))
+    return sweep
 
 
 def results(name: str, *, home: str | Path | None = None, store: str | None = None,

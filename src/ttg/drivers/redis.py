@@ -4,11 +4,16 @@ errors turned into one sentence that names the problem and the fix."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .urls import redact
+
+T = TypeVar("T")
 
 
 def connect(url: str, error: type[Exception]) -> redis.Redis:
@@ -45,3 +50,11 @@ def describe(url: str, exc: Exception) -> str:
         return (f"the Redis URL {where} is malformed ({exc}); write it as "
                 "redis://[user:password@]host:port/db.")
     return f"Redis at {where} failed: {exc}; check the server's log."
+
+
+def guarded(url: str, error: type[Exception], fn: Callable[[], T]) -> T:
+    """Run ``fn`` (a call on the client of ``url``), turning redis-py's errors into ``error``."""
+    try:
+        return fn()
+    except redis.RedisError as exc:
+        raise error(describe(url, exc)) from exc

@@ -27,11 +27,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import redis
-
 from ..core.records import STATUSES, ChunkRecords
 from ..core.sweep import Sweep
-from ..drivers.redis import connect, describe
+from ..drivers.redis import connect, guarded
 from ..errors import StoreUnavailable
 from .base import Progress, ResultStore, SweepInfo
 from .presence import PRUNE_SECONDS, PresenceStore, WorkerBeat
@@ -107,10 +105,7 @@ class RedisStore(ResultStore):
         self._replace_script = self.r.register_script(_REPLACE)
 
     def _do(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(describe(self.url, exc)) from exc
+        return guarded(self.url, StoreUnavailable, fn)
 
     def _save_sweep(self, sweep: Sweep, *, created: bool) -> None:
         def save() -> None:
@@ -221,10 +216,7 @@ class RedisPresence(PresenceStore):
         self._beat = self.r.register_script(_BEAT)
 
     def _do(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(describe(self.url, exc)) from exc
+        return guarded(self.url, StoreUnavailable, fn)
 
     def beat(self, info: WorkerBeat) -> None:
         args = [info.worker, info.to_json(), repr(info.beat), repr(info.beat - PRUNE_SECONDS)]
