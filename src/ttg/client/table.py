@@ -15,6 +15,7 @@ Memory stays proportional to a chunk either way.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,12 +108,12 @@ class Table:
         order = ["index", *self._point_fields]
         tail = [n for n in _TAIL if n in fields]
         middle = [n for n in fields if n not in order and n not in tail]
-        return pa.schema([(n, fields.get(n, pa.null())) for n in [*order, *middle, *tail]])
+        return pa.schema([(n, _storable(fields.get(n, pa.null()))) for n in [*order, *middle, *tail]])
 
     def batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         for rec in self.store.chunks(self.sweep.id):
             cols = self._columns(rec)
-            arrays = [_array(cols.get(f.name, [None] * len(rec)), f.type) for f in schema]
+            arrays = [_column(cols.get(f.name, [None] * len(rec)), f) for f in schema]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def to_arrow(self) -> pa.Table:
@@ -128,7 +129,11 @@ class Table:
                               ".parquet, .csv or .jsonl.")
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".partial")
-        rows = self._write_jsonl(tmp) if suffix == ".jsonl" else self._write_arrow(tmp, suffix)
+        try:
+            rows = self._write_jsonl(tmp) if suffix == ".jsonl" else self._write_arrow(tmp, suffix)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # no half file left behind, whatever stopped the export
+            raise
         tmp.replace(p)  # a reader never sees half a file
         return rows
 
@@ -147,9 +152,11 @@ class Table:
 
             csv_schema = pa.schema([(f.name, _csv_type(f.type)) for f in schema])
             with pacsv.CSVWriter(path, csv_schema) as writer:
-                for batch in self.batches(schema):
-                    writer.write_batch(batch.cast(csv_schema) if csv_schema != schema else batch)
-                    rows += batch.num_rows
+                for rec in self.store.chunks(self.sweep.id):
+                    cols = self._columns(rec)
+                    arrays = [_csv_array(cols.get(f.name, [None] * len(rec)), f.type) for f in csv_schema]
+                    writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=csv_schema))
+                    rows += len(rec)
         return rows
 
     def _write_jsonl(self, path: Path) -> int:
@@ -159,7 +166,8 @@ class Table:
                 cols = self._columns(rec)
                 names = list(cols)
                 for row in zip(*cols.values(), strict=True):
-                    fh.write(json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n")
+                    # (ASCII: no character in a line that some readers take for a line break)
+                    fh.write(json_text(dict(zip(names, row, strict=True)), ascii=True) + "\n")
                     rows += 1
         return rows
 
@@ -179,12 +187,28 @@ class Table:
 
 def _array(values: list[Any], type: pa.DataType | None = None) -> pa.Array:
     try:
-        return pa.array(values, type=type, from_pandas=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        # mixed kinds in one column (e.g. numbers and strings): store it as JSON text
-        text = [None if v is None else v if isinstance(v, str) else json.dumps(v, default=str)
-                for v in values]
-        return pa.array(text, type=pa.string())
+        arr = pa.array(values, type=type, from_pandas=False)
+        if type is None:
+            arr.validate(full=True)  # inference can take bytes that are not UTF-8 for a string
+        return arr
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        # mixed kinds in one column (e.g. numbers and strings), or what Arrow cannot hold
+        # (a dict with keys that are not strings, an int beyond 64 bits): JSON text
+        return pa.array([_text(v) for v in values], type=pa.string())
+
+
+def _column(values: list[Any], f: pa.Field) -> pa.Array:
+    """``values`` as an array of the schema's type for their column."""
+    arr = _array(values, f.type)
+    if arr.type == f.type:
+        return arr
+    if pa.types.is_string(f.type):
+        return pa.array([_text(v) for v in values], pa.string())
+    try:
+        return arr.cast(f.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ConfigError(f"the results of column {f.name!r} cannot all be written as {f.type} ({exc}); "
+                          "export to .jsonl, which holds any value.") from exc
 
 
 def _unify(a: pa.DataType | None, b: pa.DataType) -> pa.DataType:
@@ -201,12 +225,74 @@ def _unify(a: pa.DataType | None, b: pa.DataType) -> pa.DataType:
         return pa.string()
 
 
+def _storable(t: pa.DataType) -> pa.DataType:
+    """A column type every format can write: one holding a struct without fields
+    (an empty dict) anywhere, which Parquet cannot write, becomes JSON text."""
+    return pa.string() if _empty_struct(t) else t
+
+
+def _empty_struct(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return t.num_fields == 0 or any(_empty_struct(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _empty_struct(t.value_type)
+    if pa.types.is_map(t):
+        return _empty_struct(t.key_type) or _empty_struct(t.item_type)
+    return False
+
+
 def _numeric(t: pa.DataType) -> bool:
     return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
 
 
 def _csv_type(t: pa.DataType) -> pa.DataType:
-    """CSV has no nested types: lists and structs are written as JSON-ish text."""
-    if pa.types.is_nested(t):
+    """CSV has no nested or binary types: lists and dicts are written as JSON text,
+    bytes as ``\\x`` and their hex digits."""
+    if pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pa.string()
     return t
+
+
+def _csv_array(values: list[Any], t: pa.DataType) -> pa.Array:
+    if pa.types.is_string(t) and any(v is not None and not isinstance(v, str) for v in values):
+        return pa.array([_text(v) for v in values], type=pa.string())
+    return _array(values, t)
+
+
+def _text(v: Any) -> str | None:
+    """A value in a text column: a string as it is, bytes as ``\\x`` hex, anything
+    else as JSON."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bytes | bytearray):
+        return "\\x" + bytes(v).hex()
+    return json_text(v)
+
+
+def json_text(value: Any, *, ascii: bool = False) -> str:
+    """``value`` as JSON, whatever it holds: bytes as ``"\\x..."`` hex, NaN and the
+    infinities as null (JSON has none), keys that are not strings as their text,
+    numpy values as plain numbers and lists, tuples and sets as lists."""
+    return json.dumps(_plain(value), allow_nan=False, separators=(",", ":"), ensure_ascii=ascii)
+
+
+def _plain(v: Any) -> Any:
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k if isinstance(k, str) else _key(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set | frozenset):
+        return [_plain(x) for x in v]
+    if isinstance(v, bytes | bytearray):
+        return "\\x" + bytes(v).hex()
+    tolist = getattr(v, "tolist", None)
+    if callable(tolist):
+        return _plain(tolist())
+    return str(v)
+
+
+def _key(k: Any) -> str:
+    plain = _plain(k)
+    return plain if isinstance(plain, str) else json.dumps(plain, separators=(",", ":"))

@@ -25,10 +25,25 @@ def pack(obj: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except TypeError:  # a map key that was a tuple (or a set) comes back as an unhashable list
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, object_pairs_hook=_pairs)
+
+
+def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_hashable(k): v for k, v in pairs}
+
+
+def _hashable(k: Any) -> Any:
+    """A map key as it was stored: arrays (tuples, sets) as tuples."""
+    return tuple(_hashable(x) for x in k) if isinstance(k, list) else k
 
 
 def _default(obj: Any) -> Any:
+    if isinstance(obj, int):  # msgpack asks about ints it cannot write
+        raise TypeError(f"cannot store the integer {obj}: it does not fit in 64 bits; return it as a float "
+                        "or a string")
     # numpy scalars and arrays are common results; store them as plain numbers and lists
     tolist = getattr(obj, "tolist", None)
     if callable(tolist):
