@@ -61,8 +61,8 @@ def test_any_msgpack_value_reads_back(value: Any) -> None:
 
 
 def test_an_int_beyond_64_bits_says_so() -> None:
-    with pytest.raises(TypeError, match="cannot store the integer 1180591620717411303424: it does not fit in 64 "
-                       "bits; return it as a float or a string"):
+    with pytest.raises(TypeError, match="cannot store the integer 1180591620717411303424: it does not fit "
+                       "in 64 bits; return it as a float or a string"):
         pack(2**70)
 
 

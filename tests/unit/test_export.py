@@ -70,7 +70,8 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
-    return [json.loads(line, parse_constant=_reject) for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line, parse_constant=_reject) for line in lines]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
