@@ -3,15 +3,15 @@ for every measurement (what a fresh TTG home is for the embedded backend).
 
 - ``embedded``: the local broker and the SQLite store, files in a fresh home.
 - ``redis``: Redis broker + Redis store, database 14 of the server on
-  127.0.0.1:6379, flushed before and after every measurement (the test suite
-  uses database 15).
+  127.0.0.1:6379, each measurement's keys under a prefix of their own
+  (``?prefix=``), deleted afterwards: nothing else in the database is touched.
 - ``rabbit+pg``: RabbitMQ broker (a virtual host of its own per measurement,
   made and deleted with ttg.testing.RabbitVhost) + PostgreSQL store (a schema
   of its own per measurement, in a database this run creates and drops).
-- ``redis+pg``: Redis broker (database 14, flushed) + PostgreSQL store.
+- ``redis+pg``: Redis broker (database 14, a prefix of its own) + PostgreSQL store.
 
-``Services`` owns what lives for the whole run (the PostgreSQL database, the
-Redis database); ``Services.namespace(backend)`` gives a ``Target`` for one
+``Services`` owns what lives for the whole run (the PostgreSQL database);
+``Services.namespace(backend)`` gives a ``Target`` for one
 measurement and removes what it made afterwards.
 """
 
@@ -72,7 +72,8 @@ def rabbit_api(path: str, method: str = "GET") -> Any:
 
 class Services:
     """The servers' side of a benchmark run: a PostgreSQL database of its own
-    (created here, dropped at exit) and Redis database ``redis_db`` (flushed)."""
+    (created here, dropped at exit) and key prefixes of its own in Redis database
+    ``redis_db``."""
 
     def __init__(self, backends: list[Backend], redis_db: int = REDIS_DB, redis: str = REDIS,
                  pg_compression: str = "") -> None:
@@ -90,8 +91,6 @@ class Services:
     # -- lifetime ---------------------------------------------------------------------------
 
     def __enter__(self) -> Services:
-        if any(b.broker == "redis" or b.store == "redis" for b in self.backends):
-            self.flush_redis()
         if any(b.broker == "amqp" for b in self.backends):
             rabbit_api("/api/overview")  # fails here, clearly, if the management API is not there
         if any(b.store == "postgres" for b in self.backends):
@@ -104,8 +103,6 @@ class Services:
         if self._pg_made:
             with self.pg_admin() as db:
                 db.execute(f'DROP DATABASE IF EXISTS "{self.pg_db}" WITH (FORCE)')
-        if any(b.broker == "redis" or b.store == "redis" for b in self.backends):
-            self.flush_redis()
 
     # -- per measurement --------------------------------------------------------------------
 
@@ -128,9 +125,7 @@ class Services:
         with fresh_home() as home:
             try:
                 if backend.broker == "redis" or backend.store == "redis":
-                    if redis_url is None:
-                        self.flush_redis()
-                    redis = redis_url or self.redis_url
+                    redis = redis_url or f"{self.redis_url}?prefix=ttg-bench-{tag}"
                     broker = redis if backend.broker == "redis" else ""
                 if backend.broker == "amqp":
                     from ttg.testing import RabbitVhost
@@ -144,8 +139,8 @@ class Services:
                     store = self.pg_url(schema)
                     if self.pg_compression:
                         self._set_compression(store)
-                elif backend.store == "redis" and redis_url is not None:
-                    store = redis_url
+                elif backend.store == "redis":
+                    store = redis
                 yield Target(home, broker, store)
             finally:
                 if vhost is not None:
@@ -154,7 +149,7 @@ class Services:
                     with self.pg() as db:
                         db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
                 if redis_url is None and (backend.broker == "redis" or backend.store == "redis"):
-                    self.flush_redis()
+                    self.drop_redis_keys(f"ttg-bench-{tag}")
 
     def _set_compression(self, url: str) -> None:
         from ttg.stores.postgres.store import PostgresStore
@@ -168,14 +163,14 @@ class Services:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def flush_redis(self) -> None:
+    def drop_redis_keys(self, prefix: str) -> None:
+        """Delete a measurement's keys (those under its prefix), and nothing else."""
         import redis
 
-        if self.redis_db == 15:
-            raise SystemExit("Redis database 15 belongs to the test suite; use another one")
-        r = redis.Redis.from_url(self.redis_url)
-        r.flushdb()
-        r.close()
+        with redis.Redis.from_url(self.redis_url) as r:
+            keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
+            for at in range(0, len(keys), 1000):
+                r.delete(*keys[at:at + 1000])
 
     @contextmanager
     def pg_admin(self) -> Iterator[Any]:

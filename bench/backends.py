@@ -3,7 +3,7 @@
 Backends (bench/_backends.py): embedded (local broker + SQLite store), Redis
 broker + Redis store, RabbitMQ broker + PostgreSQL store, Redis broker +
 PostgreSQL store. Every measurement gets a namespace of its own: a fresh
-home, Redis database 14 flushed, a RabbitMQ virtual host, a PostgreSQL schema
+home, a key prefix of its own in Redis database 14, a RabbitMQ virtual host, a PostgreSQL schema
 in a database this run creates and drops.
 
 W1 (10,000 x 1 ms sleep, 3 workers, chunks of 100) and W2 (10,000,000 x

@@ -20,3 +20,10 @@ def square_plus_one(x: int) -> int:
 def noop(x: int) -> None:
     """W3 and the scale benchmark: nothing at all."""
     return None
+
+
+def sleep_square(x: int) -> int:
+    """The soak: 2 ms of waiting, so chunks are in flight when faults strike, and a
+    value (x*x) that tells each index's record from any other's."""
+    time.sleep(0.002)
+    return x * x

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: "memory" is ttg.testing.MemoryBroker: in one process, no URL
 BROKERS = ["local", "redis", "amqp", "memory"]
 STORES = ["sqlite", "redis", "postgres"]
-#: The shared test Redis (scripts/services starts it); each test empties this database.
+#: The shared test Redis (scripts/services starts it). Each test keeps its keys
+#: under a prefix of its own (``redis_url``), deleted at the end of the run; no
+#: test empties the database, so suites can share it.
 REDIS_URL = os.environ.get("TTG_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 #: The shared test PostgreSQL (scripts/services starts it). The tests of one run keep
 #: their tables in a schema of their own, POSTGRES_SCHEMA, emptied before each test
@@ -31,6 +33,17 @@ POSTGRES_URL = os.environ.get("TTG_TEST_POSTGRES_URL", "postgresql://postgres@12
 POSTGRES_SCHEMA = f"ttg_test_{os.getpid()}"
 #: The shared test RabbitMQ; each test gets a virtual host of its own.
 RABBIT_API = os.environ.get("TTG_TEST_RABBIT_API", "http://127.0.0.1:15672")
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Any]:
+    """Start ttg processes (tests.processes.Procs); each is killed with its whole
+    process group at teardown, whatever happened in the test."""
+    from tests.processes import Procs  # (it imports this module)
+
+    p = Procs(tmp_path / "logs")
+    yield p
+    p.cleanup()
 
 
 @pytest.fixture
@@ -43,11 +56,47 @@ def settings(home: Path) -> Settings:
     return settings_mod.load(environ={}, home=home, lease_seconds=2.0)
 
 
+def _owner(home: Path) -> str:
+    """A name for the test that owns ``home``: for its Redis prefix and RabbitMQ vhost."""
+    import hashlib
+
+    return "ttg-test-" + hashlib.sha1(str(home).encode()).hexdigest()[:12]
+
+
+_redis_prefixes: set[str] = set()
+
+
+def redis_url(home: Path) -> str:
+    """REDIS_URL with the test's own key prefix (named after its home, so every
+    fixture of one test agrees on it): a test never sees another's keys."""
+    prefix = _owner(home)
+    _redis_prefixes.add(prefix)
+    sep = "&" if "?" in REDIS_URL else "?"
+    return f"{REDIS_URL}{sep}prefix={prefix}"
+
+
+def drop_redis_keys(prefix: str) -> None:
+    """Delete the keys under ``prefix`` (and only those) from the test Redis."""
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for at in range(0, len(keys), 1000):
+            client.delete(*keys[at:at + 1000])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_redis_keys() -> Iterator[None]:
+    yield
+    for prefix in _redis_prefixes:
+        drop_redis_keys(prefix)
+
+
 def broker_url(kind: str, home: Path) -> str:
     if kind == "local":
         return f"local://{home / 'broker.db'}"
     if kind == "redis":
-        return REDIS_URL
+        return redis_url(home)
     if kind == "amqp":
         return rabbit_vhost(home).url
     raise AssertionError(kind)
@@ -56,18 +105,16 @@ def broker_url(kind: str, home: Path) -> str:
 def rabbit_vhost(home: Path) -> Any:
     """The test's own RabbitMQ virtual host (named after its home, so every
     fixture of one test agrees on it)."""
-    import hashlib
-
     from ttg.testing import RabbitVhost
 
-    return RabbitVhost("ttg-test-" + hashlib.sha1(str(home).encode()).hexdigest()[:12], api=RABBIT_API)
+    return RabbitVhost(_owner(home), api=RABBIT_API)
 
 
 def store_url(kind: str, home: Path) -> str:
     if kind == "sqlite":
         return f"sqlite://{home / 'results.db'}"
     if kind == "redis":
-        return REDIS_URL
+        return redis_url(home)
     if kind == "postgres":
         return postgres_url()
     raise AssertionError(kind)
@@ -107,20 +154,9 @@ def _drop_postgres_schemas() -> Iterator[None]:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def empty_redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 def _empty(kind: str) -> None:
-    """Start a store or broker fixture of this kind from nothing."""
-    if kind == "redis":
-        empty_redis()
+    """Start a store or broker fixture of this kind from nothing (a Redis one
+    starts empty: its keys are the test's own)."""
     if kind == "postgres":
         empty_postgres()
 

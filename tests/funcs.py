@@ -138,3 +138,25 @@ def counted_20ms(x: int) -> int:
     _count(x)
     time.sleep(0.02)
     return x
+
+
+def exit0_on_13(x: int) -> int:
+    """Exits with status 0 at index 13: an unannounced exit is a crash whatever its status."""
+    if x == 13:
+        os._exit(0)
+    return x
+
+
+def prints(x: int) -> int:
+    print(f"point {x} computed, and here is a line of output about it")
+    return x
+
+
+def big_result(x: int) -> str:
+    """About 2 kB per point: fills a small disk quickly."""
+    return f"{x:08d}" * 256
+
+
+def counted_i(p: dict[str, Any]) -> int:
+    """``counted`` for a grid point: records its ``i``."""
+    return counted(int(p["i"]))

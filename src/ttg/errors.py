@@ -34,6 +34,16 @@ class BadMessage(TtgError):
     """A message could not be decoded, or its signature is missing or wrong."""
 
 
+class BadSignature(BadMessage):
+    """A message is unsigned or its signature does not match this worker's secret
+    (tampered, or signed with another secret)."""
+
+
+class SpecNotInStore(TtgError):
+    """A chunk message names its space by digest, and this worker's store does not
+    hold that spec (the worker is on another store, or the record was changed)."""
+
+
 class SweepNotFound(TtgError):
     """No sweep with that name or id exists in the store."""
 
@@ -48,6 +58,11 @@ class BrokerUnavailable(BrokerError):
 
 class LeaseLost(BrokerError):
     """The lease no longer owns its chunk: it expired and someone else took it."""
+
+
+class DiskFull(TtgError):
+    """The local disk that holds TTG's files is full: nothing can go on until there
+    is room, so the command stops (rather than retrying) with this error."""
 
 
 class StoreError(TtgError):

@@ -18,6 +18,9 @@ from .errors import ConfigError
 #: what TTG_LOG_LEVEL may be (the -v / -vv flags win: INFO / DEBUG)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+#: the longest lease, grace period or presence interval a setting may ask for, in seconds
+DAY = 86400.0
+
 ENV_VARS: dict[str, str] = {
     "TTG_HOME": "home",
     "TTG_BROKER": "broker",
@@ -110,12 +113,28 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
     values.update({k: v for k, v in flags.items() if v is not None})
     if "home" in values:
         values["home"] = Path(values["home"])
+    else:
+        values["home"] = find_home()
     if "allow" in values:
         values["allow"] = tuple(values["allow"])
     if str(values.get("shard", "")).startswith("auto/") and env.get("JOB_COMPLETION_INDEX"):
         # the pod's index in a Kubernetes Indexed Job
         values["shard"] = env["JOB_COMPLETION_INDEX"] + values["shard"].removeprefix("auto")
     return _validated(Settings(**values))
+
+
+def find_home(start: Path | None = None) -> Path:
+    """The TTG home when none is given: ``./.ttg``, or else the nearest ``.ttg`` of a
+    parent directory (as git finds its repository), so that commands run from a
+    subdirectory of a project find its sweeps; ``./.ttg`` when there is none."""
+    here = Path(".ttg")
+    cwd = (start or Path.cwd()).resolve()
+    if (cwd / ".ttg").is_dir():
+        return here
+    for parent in cwd.parents:
+        if (parent / ".ttg").is_dir():
+            return parent / ".ttg"
+    return here
 
 
 def _parse(var: str, raw: str, kind: str) -> Any:
@@ -134,12 +153,15 @@ def _parse(var: str, raw: str, kind: str) -> Any:
 def _validated(s: Settings) -> Settings:
     if s.workers < 0:
         raise ConfigError(f"workers must be 0 (one per core) or more, not {s.workers}.")
-    if not s.lease_seconds > 0:  # also rejects NaN
-        raise ConfigError(f"lease seconds must be positive, not {s.lease_seconds}.")
-    if not s.grace_seconds >= 0:  # also rejects NaN
-        raise ConfigError(f"grace seconds must be zero or more, not {s.grace_seconds}.")
-    if not s.presence_seconds >= 0:  # also rejects NaN
-        raise ConfigError(f"presence seconds must be zero (off) or more, not {s.presence_seconds}.")
+    if not 0 < s.lease_seconds <= DAY:  # (also rejects NaN and infinity)
+        raise ConfigError(f"lease seconds must be a positive number of seconds, at most a day ({DAY:g}), "
+                          f"not {s.lease_seconds} (TTG_LEASE_SECONDS, --lease-seconds).")
+    if not 0 <= s.grace_seconds <= DAY:
+        raise ConfigError(f"grace seconds must be from 0 to a day ({DAY:g}), not {s.grace_seconds} "
+                          "(TTG_GRACE_SECONDS, --grace).")
+    if not 0 <= s.presence_seconds <= DAY:
+        raise ConfigError(f"presence seconds must be from 0 (off) to a day ({DAY:g}), not "
+                          f"{s.presence_seconds} (TTG_PRESENCE_SECONDS).")
     if s.log_format not in ("human", "json"):
         raise ConfigError(f"log format must be human or json, not {s.log_format!r}.")
     if s.log_level.upper() not in LOG_LEVELS:

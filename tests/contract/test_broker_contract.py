@@ -625,6 +625,25 @@ def test_lease_of_one_sweep(broker: Broker, sid: Callable[[str], str]) -> None:
     assert {x.sweep_id for x in drain(broker)} == {a}
 
 
+def test_lease_skips_the_sweeps_it_is_told_to(broker: Broker, sid: Callable[[str], str]) -> None:
+    """A worker that leaves a sweep to others (it may not run it) still gets the
+    other sweeps' chunks, though the skipped one comes first by priority."""
+    a, b, c = sid("a"), sid("b"), sid("c")
+    broker.submit(a, items(list(plan(0, 30, 10)), a), priority=9)
+    broker.submit(b, items(list(plan(0, 20, 10)), b), priority=5)
+    broker.submit(c, items([Chunk(0, 10)], c), priority=0)
+    got = broker.lease("w", timeout=1, skip={a})
+    assert got is not None and got.sweep_id == b
+    after = broker.ack_and_lease(got, "w", skip=[a, b])
+    assert after is not None and after.sweep_id == c
+    broker.ack(after)
+    assert broker.lease("w", timeout=0.1, skip={a, b, c}) is None
+    assert broker.lease("w", timeout=0.1, sweep_id=a, skip={a}) is None
+    assert_stats(broker, a, QueueStats(queued=3))
+    assert_stats(broker, b, QueueStats(queued=1))
+    assert [x.sweep_id for x in drain(broker)] == [a, a, a, b]
+
+
 def test_lease_of_one_sweep_redelivers_its_expired_leases(broker: Broker, reopen: Opener,
                                                           sid: Callable[[str], str]) -> None:
     a, b = sid("a"), sid("b")

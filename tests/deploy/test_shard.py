@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
-    REDIS_URL,
     assert_exactly_once_in,
     empty_postgres,
-    empty_redis,
     postgres_url,
+    redis_url,
     store_records_per_index,
     ttg,
 )
@@ -40,8 +39,7 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 @pytest.fixture(params=["sqlite", "redis", "postgres"])
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "redis":
-        empty_redis()
-        return REDIS_URL
+        return redis_url(tmp_path)
     if request.param == "postgres":  # what overlays/shard-job uses
         empty_postgres()
         return postgres_url()

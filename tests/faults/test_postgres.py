@@ -39,7 +39,6 @@ from tests.conftest import (
     assert_exactly_once_in,
     broker_url,
     empty_postgres,
-    empty_redis,
     postgres_url,
     rabbit_vhost,
     store_records_per_index,
@@ -323,9 +322,7 @@ def test_child_killed_while_its_previous_chunk_commits(kind: str, home: Path, pr
     schema = f"ttg_commit_{uuid.uuid4().hex[:8]}"
     empty_postgres(schema)
     store = postgres_url(schema)
-    if kind == "redis":
-        empty_redis()
-    else:
+    if kind != "redis":
         rabbit_vhost(home).create()
     broker = broker_url(kind, home)
     total, size = 200, 25  # chunks of 0.5 s (tests.funcs:slow, 20 ms a point): short (pace.py)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_URL, empty_postgres, empty_redis, postgres_url, rabbit_vhost, ttg
+from tests.conftest import POSTGRES_URL, empty_postgres, postgres_url, rabbit_vhost, redis_url, ttg
 from tests.processes import Proc, Procs, submit, wait_until
 from ttg import settings as settings_mod
 from ttg.brokers import open_broker
@@ -47,10 +47,8 @@ def backend(request: pytest.FixtureRequest, home: Path, procs: Procs) -> Iterato
         yield Backend(f"local://{home / 'broker.db'}", f"sqlite://{home / 'results.db'}")
         return
     if request.param == "redis":
-        from tests.conftest import REDIS_URL
-
-        empty_redis()
-        yield Backend(REDIS_URL, REDIS_URL)
+        url = redis_url(home)
+        yield Backend(url, url)
         return
     assert POSTGRES_URL
     empty_postgres()

@@ -305,17 +305,17 @@ def test_forged_and_replayed_messages_are_dead_lettered(home: Path, tmp_path: Pa
     forged: list[tuple[str, Chunk, bytes, str]] = [
         (a, Chunk(0, 5), unsigned.encode(sweep_a.task(Chunk(0, 5))), "unsigned message"),
         (a, Chunk(5, 10), bytes(tampered), "signature does not match"),
-        (a, Chunk(10, 15), signed.encode(not_allowed), "'tests.funcs:counted_slow' is not on this "
-                                                         "worker's allow-list"),
         (a, Chunk(15, 20), b"\xc1 not msgpack at all", "malformed message"),
         (b, Chunk(0, 25), replayed, f"message names sweep {a} [0, 25) but was queued as {b} [0, 25)"),
     ]
     for sweep, chunk, body, _ in forged:
         _inject(admin, sweep, chunk, body)
+    # signed, but naming a function these workers may not run: left for another worker
+    _inject(admin, a, Chunk(10, 15), signed.encode(not_allowed))
 
     workers = [procs.start(home, "worker", "--allow", "tests.funcs:counted", "--burst", "--workers", "1",
                            "--broker", url, **env) for _ in range(2)]
-    wait_all(workers, 30)
+    wait_all(workers, 60)
 
     # nothing forged ran: each legitimate index ran once, and nothing else did
     assert executions(counter) == dict.fromkeys([*range(100), *range(1000, 1050)], 1)
@@ -325,24 +325,22 @@ def test_forged_and_replayed_messages_are_dead_lettered(home: Path, tmp_path: Pa
     for sweep, chunk, _, reason in forged:
         assert reason in dead[sweep].pop((chunk.start, chunk.stop)), dead
     assert dead == {a: {}, b: {}}
-    assert {s: _stats(url, s) for s in (a, b)} == {a: (0, 0, 4), b: (0, 0, 1)}
+    assert {s: _stats(url, s) for s in (a, b)} == {a: (1, 0, 3), b: (0, 0, 1)}  # (queued, leased, dead)
 
 
 def test_signing_is_checked_only_by_workers_that_have_the_secret(home: Path, tmp_path: Path, procs: Procs,
                                                                  server: PrivateRedis) -> None:
-    """A worker with another secret dead-letters every signed chunk; a worker with
-    no secret does not check signatures at all and runs them."""
+    """A worker with another secret leaves every signed chunk to other workers (it
+    may be the misconfigured one); a worker with no secret does not check
+    signatures at all and runs them."""
     url = server.url
     counter = tmp_path / "counter"
     args = ("tests.funcs:counted", "--range", "60", "--chunk-size", "20", "--broker", url)
     sweep = submit(home, *args, TTG_SECRET=SECRET)
     other = start_workers(procs, home, url, [1], TTG_SECRET="another", TTG_TEST_COUNTER=str(counter))
-    wait_all(other, 30)
+    wait_all(other, 60)
     assert not counter.exists()
-    reasons = [d.reason for d in _dead(url, sweep)]
-    assert len(reasons) == 3 and all("signature does not match" in r for r in reasons), reasons
-
-    submit(home, *args, TTG_SECRET=SECRET)  # the dead-lettered chunks are queued again
+    assert not _dead(url, sweep) and _stats(url, sweep) == (3, 0, 0)
     plain = start_workers(procs, home, url, [1], TTG_TEST_COUNTER=str(counter))
     wait_all(plain, 30)
     assert executions(counter) == dict.fromkeys(range(60), 1)

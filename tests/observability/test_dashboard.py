@@ -5,6 +5,7 @@ token. Screenshots go to test-artifacts/observability/."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.error
@@ -61,6 +62,7 @@ def _status(url: str, headers: dict[str, str] | None = None) -> int:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
             return int(r.status)
     except urllib.error.HTTPError as exc:
+        exc.close()  # (it holds the response's socket)
         return exc.code
     except OSError:
         return 0
@@ -156,3 +158,34 @@ def test_off_loopback_the_token_is_required(tmp_path: Path) -> None:
         assert _status(f"{base}/metrics", {"Authorization": f"Bearer {token}"}) == 200
     finally:
         procs.cleanup()
+
+
+def test_without_a_token_only_loopback_host_names_are_served(dash: Dash) -> None:
+    """DNS rebinding: a page of attacker.example whose name now resolves to 127.0.0.1
+    must not reach the dashboard (it could cancel sweeps): without a token, a request
+    naming any host but loopback is refused."""
+    sweeps = f"{dash.url}/api/sweeps"
+    port = dash.url.rsplit(":", 1)[1]
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+        assert _status(sweeps, {"Host": host}) == 200, host
+    for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.nip.io:{port}", ""):
+        assert _status(sweeps, {"Host": host}) == 403, host
+    body = json.dumps({"confirm": SWEEP}).encode()
+    cancel = urllib.request.Request(f"{dash.url}/api/sweeps/{SWEEP}/cancel", method="POST", data=body,
+                                    headers={"Host": f"attacker.example:{port}", "X-TTG-Action": "cancel",
+                                             "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(cancel, timeout=5)
+    refused.value.close()  # (it holds the response's socket)
+    assert refused.value.code == 403
+
+
+def test_an_action_with_a_body_that_is_not_json_is_a_400(dash: Dash) -> None:
+    req = urllib.request.Request(f"{dash.url}/api/sweeps/{SWEEP}/cancel", method="POST", data=b"{not json",
+                                 headers={"X-TTG-Action": "cancel", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(req, timeout=5)
+    with bad.value:  # (it holds the response's socket)
+        assert bad.value.code == 400
+        assert json.loads(bad.value.read()) == {"error": "the request's body is not JSON."}
+    assert _status(f"{dash.url}/api/sweeps/{SWEEP}") == 200  # and the sweep is still there, not cancelled

@@ -73,16 +73,17 @@ def test_json_logs_carry_sweep_chunk_worker_and_level(tmp_path: Path) -> None:
     home = tmp_path / ".ttg"
     ttg(home, "submit", "tests.funcs:square", "--range", "30", "--chunk-size", "10", "--name", "logged",
         check=True)
-    # a worker that may not run it: each chunk is rejected, with a warning logged while handling it
+    # a worker that may not run it: it leaves the chunks to others, saying so (once) while handling one
     proc = ttg(home, "worker", "--allow", "tests.observability.funcs", "--workers", "1", "--burst",
                "--log-format", "json", "-v")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stderr.splitlines()]
     assert lines and all({"time", "level", "logger", "message", "sweep", "chunk", "worker"} <= set(x)
                          for x in lines)
-    rejected = [x for x in lines if x["message"].startswith("rejecting")]
-    assert {x["chunk"] for x in rejected} == {"0-10", "10-20", "20-30"}
-    assert all(x["sweep"] == "logged" and x["level"] == "warning" for x in rejected)
+    (left,) = [x for x in lines if x["message"].startswith("leaving the chunks of logged")]
+    assert "is not on this worker's allow-list" in left["message"]
+    assert left["chunk"] in {"0-10", "10-20", "20-30"}
+    assert left["sweep"] == "logged" and left["level"] == "warning"
     assert all(x["worker"].startswith(socket.gethostname() + "-") for x in lines)
 
 

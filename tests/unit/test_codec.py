@@ -167,3 +167,26 @@ def test_unstorable_values_raise_type_error(value: Any) -> None:
         pack(value)
     with pytest.raises(TypeError):
         Codec("s").encode({"v": value})
+
+
+# -- signed failure history (issue 14, item 3) ---------------------------------------------
+
+
+def test_a_signed_failure_verifies_only_for_its_chunk_and_unchanged() -> None:
+    from dataclasses import replace
+
+    from ttg.core.chunking import Chunk
+    from ttg.core.retry import Failure
+
+    codec = Codec("s3cret")
+    f = codec.sign_failure("s", Chunk(13, 14), Failure("crashed", "SIGSEGV at index 13", 13), 2)
+    round_trip = Failure.from_dict(f.to_dict())
+    assert round_trip == f and codec.signed_failures("s", Chunk(13, 14), round_trip) == 2
+    for forged in (replace(f, count=9), replace(f, reason="forged"), replace(f, kind="timeout"),
+                   replace(f, index=12), replace(f, mac=None)):
+        assert codec.signed_failures("s", Chunk(13, 14), forged) == 0
+    assert codec.signed_failures("s", Chunk(12, 13), f) == 0  # another chunk's history
+    assert codec.signed_failures("t", Chunk(13, 14), f) == 0  # another sweep's
+    assert Codec("other").signed_failures("s", Chunk(13, 14), f) == 0
+    assert Codec("").signed_failures("s", Chunk(13, 14), f) is None  # not signing: not checked
+    assert Codec("").sign_failure("s", Chunk(13, 14), Failure("crashed", "x"), 1).mac is None

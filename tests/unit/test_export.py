@@ -17,11 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttg.client.table import Table
+from ttg.client.table import Table, json_text
+from ttg.core.codec import pack, unpack
 from ttg.core.records import ChunkRecords
 from ttg.core.sweep import Options, Sweep
 from ttg.errors import StoreUnavailable
-from ttg.spaces import RangeSpace
+from ttg.spaces import GridSpace, RangeSpace
 from ttg.stores.sqlite import SqliteStore
 from ttg.testing import FaultyStore
 from ttg.worker.compute import make_storable
@@ -82,6 +83,11 @@ def test_any_result_exports_to_every_format(fmt: str, values: list[Any]) -> None
         rows = read_back(export(values, fmt, Path(d)))
         assert [int(r["index"]) for r in rows] == list(range(len(values)))
         assert not list(Path(d).glob("*.partial"))
+        if fmt == ".jsonl":  # each value that is not a dict exactly as stored, in JSON's terms
+            stored = [unpack(pack(v)) for v in values]
+            pairs = [(r.get("value"), v) for r, v in zip(rows, stored, strict=True)
+                     if not isinstance(v, dict)]
+            assert [got for got, _ in pairs] == [json.loads(json_text(v)) for _, v in pairs]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -132,3 +138,21 @@ def test_a_failed_export_leaves_no_file(fmt: str, tmp_path: Path, monkeypatch: p
     with pytest.raises(StoreUnavailable):
         table.write(out)
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_column_mixing_kinds_keeps_each_value_where_the_format_can(tmp_path: Path) -> None:
+    """``--grid m=sqrt,log2,0.5``: the function gets 0.5 as a number; JSONL and
+    to_pandas keep it one, Parquet (one type per column) holds text."""
+    store = SqliteStore(tmp_path / "results.db")
+    sweep = Sweep.create("tests.funcs:square", GridSpace({"m": ["sqrt", "log2", 0.5]}), Options(chunk_size=2))
+    store.register(sweep)
+    for a in (0, 2):
+        stop = min(a + 2, 3)
+        assert store.commit(sweep.id, ChunkRecords(a, stop, [1] * (stop - a), [0] * (stop - a), "w", 1))
+    table = Table(store, sweep)
+    assert list(table.to_pandas()["m"]) == ["sqrt", "log2", 0.5]
+    table.write(tmp_path / "r.jsonl")
+    assert [r["m"] for r in read_back(tmp_path / "r.jsonl")] == ["sqrt", "log2", 0.5]
+    table.write(tmp_path / "r.parquet")
+    assert [r["m"] for r in read_back(tmp_path / "r.parquet")] == ["sqrt", "log2", "0.5"]
+    store.close()

@@ -226,3 +226,85 @@ def test_check() -> None:
     assert "function 'os:system' is not on this worker's allow-list (tests.funcs)" in message
     assert "--allow" in message
     assert "\n" not in message
+
+
+# -- what a pattern allows once the reference is resolved (issue 14, item 2) -------------------
+
+RELMOD = '''
+import functools
+from subprocess import run  # a callable this module only imports
+from os import system
+
+
+def own(x):
+    return x
+
+
+def _wrap(f):
+    @functools.wraps(f)
+    def inner(x):
+        return f(x)
+    return inner
+
+
+@_wrap
+def decorated(x):
+    return x
+
+
+class Model:
+    def __call__(self, x):
+        return x
+
+
+instance = Model()
+'''
+
+
+@pytest.fixture
+def relmod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = f"relmod_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(RELMOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+@pytest.mark.parametrize("attr", ["run", "system", "Model", "instance"])
+def test_a_module_pattern_allows_no_callable_it_only_imports(relmod: str, attr: str) -> None:
+    """The audit's exploit: ``--allow relmod`` must not run ``relmod:run``, which is
+    subprocess.run re-exported; nor a class or a callable object of the module."""
+    ref = f"{relmod}:{attr}"
+    allow = AllowList([relmod])
+    assert allow.allows(ref)  # the name alone passes...
+    with pytest.raises(NotAllowed, match="a module, package or file pattern allows only the functions "
+                                         "defined there"):
+        allow.check_object(ref, resolve(ref))  # ...what it names does not
+
+
+@pytest.mark.parametrize("attr", ["own", "decorated"])
+def test_a_module_pattern_allows_its_own_functions(relmod: str, attr: str) -> None:
+    ref = f"{relmod}:{attr}"
+    AllowList([relmod]).check_object(ref, resolve(ref))
+
+
+def test_an_exact_reference_allows_what_it_names(relmod: str) -> None:
+    for attr in ("run", "Model", "instance"):
+        ref = f"{relmod}:{attr}"
+        AllowList([ref]).check_object(ref, resolve(ref))
+        AllowList(["*"]).check_object(ref, resolve(ref))
+
+
+def test_a_file_pattern_allows_only_functions_defined_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "fileplugin.py"
+    path.write_text(RELMOD)
+    allow = AllowList([str(path)])
+    allow.check_object(f"{path}:own", resolve(f"{path}:own"))
+    with pytest.raises(NotAllowed):
+        allow.check_object(f"{path}:run", resolve(f"{path}:run"))
+
+
+def test_a_package_pattern_allows_functions_of_its_modules() -> None:
+    allow = AllowList(["tests.*"])
+    allow.check_object("tests.funcs:square", resolve("tests.funcs:square"))
+    with pytest.raises(NotAllowed):  # tests.funcs imports ctypes... and os, whose functions are not its own
+        allow.check_object("tests.funcs:os.getpid", funcs.os.getpid)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ttg.core.chunking import Chunk
-from ttg.core.retry import Failure, Isolated, Run, Split, decide
+from ttg.core.retry import Failure, Isolated, Run, SetAside, Split, decide
 
 CRASH = Failure("crashed", "the process died with SIGSEGV", None)
 
@@ -36,11 +36,22 @@ def test_a_culprit_outside_the_chunk_is_ignored() -> None:
     assert decide(Chunk(0, 100), 3, 3, last) == Split([Chunk(0, 50), Chunk(50, 100)])
 
 
-@pytest.mark.parametrize(("kind", "status"), [("crashed", "crashed"), ("timeout", "timeout"),
-                                              ("lost", "crashed")])
+@pytest.mark.parametrize(("kind", "status"), [("crashed", "crashed"), ("timeout", "timeout")])
 def test_a_single_failing_index_is_isolated(kind: str, status: str) -> None:
     decision = decide(Chunk(13, 14), 3, 3, Failure(kind, "killed after 5 s", 13))
     assert decision == Isolated(status, "killed after 5 s (after 3 attempts)")
+
+
+@pytest.mark.parametrize("signed", [None, 0, 3])
+def test_a_lapsed_lease_is_never_recorded_against_an_index(signed: int | None) -> None:
+    """Its worker vanished or lost its connection: nobody saw the index fail. It runs
+    again; after many such losses it is set aside (no record) for `ttg retry`."""
+    lost = Failure("lost", "the lease expired: its worker died, hung or was cut off")
+    for failures in range(3, 9):
+        assert decide(Chunk(13, 14), failures, 3, lost, signed) == Run()
+    aside = decide(Chunk(13, 14), 9, 3, lost, signed)
+    assert isinstance(aside, SetAside) and "its worker vanished 9 times" in aside.reason
+    assert isinstance(decide(Chunk(0, 10), 3, 3, lost, signed), Split)  # (cuts move; no record)
 
 
 def test_max_attempts_one_splits_at_once() -> None:
@@ -75,3 +86,25 @@ def test_failure_dict_round_trip() -> None:
     assert Failure.from_dict(None) is None
     assert Failure.from_dict({}) is None
     assert Failure.from_dict({"reason": "x", "index": "7"}) == Failure("crashed", "x", None)
+
+
+# -- with signing: only a signed history becomes a final record (issue 14, item 3) -------------
+
+
+def test_with_signing_an_unsigned_history_never_isolates() -> None:
+    forged = Failure("timeout", "forged by attacker", 13)
+    assert decide(Chunk(13, 14), 3, 3, forged, signed=0) == Run()  # run it: the point may well be fine
+    assert decide(Chunk(13, 14), 3, 3, forged, signed=2) == Run()
+    set_aside = decide(Chunk(13, 14), 9, 3, forged, signed=0)
+    assert isinstance(set_aside, SetAside) and "0 of them signed" in set_aside.reason
+
+
+def test_with_signing_a_signed_history_isolates() -> None:
+    crash = Failure("crashed", "the process was killed by SIGSEGV at index 13", 13)
+    assert decide(Chunk(13, 14), 3, 3, crash, signed=3) == Isolated(
+        "crashed", "the process was killed by SIGSEGV at index 13 (after 3 attempts)")
+
+
+def test_with_signing_chunks_still_split_on_any_history() -> None:
+    """Splitting only moves chunk boundaries: a forged history costs nothing there."""
+    assert isinstance(decide(Chunk(0, 10), 3, 3, Failure("lost", "x"), signed=0), Split)

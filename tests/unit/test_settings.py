@@ -93,13 +93,15 @@ def test_bad_numbers_in_the_environment(var: str, raw: str) -> None:
 @pytest.mark.parametrize(("env", "flags", "expected"), [
     ({"TTG_WORKERS": "-1"}, {}, "workers must be 0"),
     ({}, {"workers": -2}, "workers must be 0"),
-    ({"TTG_LEASE_SECONDS": "0"}, {}, "lease seconds must be positive"),
-    ({"TTG_LEASE_SECONDS": "nan"}, {}, "lease seconds must be positive"),
-    ({}, {"lease_seconds": -1.0}, "lease seconds must be positive"),
-    ({"TTG_GRACE_SECONDS": "-1"}, {}, "grace seconds must be zero or more"),
-    ({"TTG_GRACE_SECONDS": "NaN"}, {}, "grace seconds must be zero or more"),
-    ({"TTG_PRESENCE_SECONDS": "-1"}, {}, "presence seconds must be zero"),
-    ({"TTG_PRESENCE_SECONDS": "nan"}, {}, "presence seconds must be zero"),
+    ({"TTG_LEASE_SECONDS": "0"}, {}, "lease seconds must be a positive number of seconds, at most a day"),
+    ({"TTG_LEASE_SECONDS": "nan"}, {}, "lease seconds must be a positive number"),
+    ({"TTG_LEASE_SECONDS": "inf"}, {}, "lease seconds must be a positive number"),
+    ({"TTG_LEASE_SECONDS": "86401"}, {}, r"at most a day \(86400\)"),
+    ({}, {"lease_seconds": -1.0}, "lease seconds must be a positive number"),
+    ({"TTG_GRACE_SECONDS": "-1"}, {}, "grace seconds must be from 0 to a day"),
+    ({"TTG_GRACE_SECONDS": "NaN"}, {}, "grace seconds must be from 0 to a day"),
+    ({"TTG_PRESENCE_SECONDS": "-1"}, {}, r"presence seconds must be from 0 \(off\) to a day"),
+    ({"TTG_PRESENCE_SECONDS": "nan"}, {}, "presence seconds must be from 0"),
 ])
 def test_out_of_range_values(env: dict[str, str], flags: dict[str, float], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):

@@ -48,7 +48,7 @@ def check_indexing(space: Space) -> list[Any]:
     n = len(space)
     pts = [space[i] for i in range(n)]
     assert pts == [space[i] for i in range(n)]
-    assert pts == space.points(0, n)
+    assert pts == list(space.points(0, n))
     if n:
         assert space[-1] == pts[-1]
         assert space[-n] == pts[0]
@@ -113,7 +113,7 @@ def test_rebuilt_space_has_the_same_points(spec: dict[str, Any]) -> None:
     a = space_from_spec(spec)
     b = space_from_spec(json.loads(json.dumps(a.spec())))
     n = min(len(a), 30)
-    assert a.points(0, n) == b.points(0, n)
+    assert list(a.points(0, n)) == list(b.points(0, n))
 
 
 def test_specs_with_tuples_and_mapping_arguments_are_canonicalized() -> None:
@@ -149,7 +149,7 @@ def test_grid_order_is_itertools_product(spec: dict[str, Any]) -> None:
     names = list(spec["axes"])
     expected = [dict(zip(names, combo, strict=True))
                 for combo in itertools.product(*(_expected_axis(a) for a in spec["axes"].values()))]
-    assert space.points(0, len(space)) == expected
+    assert list(space.points(0, len(space))) == expected
 
 
 def test_grid_last_axis_varies_fastest() -> None:
@@ -235,7 +235,7 @@ def test_random_point_does_not_depend_on_draw_order(spec: dict[str, Any], rnd: r
     order = list(range(len(a)))
     rnd.shuffle(order)
     shuffled = {i: b[i] for i in order}
-    assert [shuffled[i] for i in range(len(a))] == a.points(0, len(a))
+    assert [shuffled[i] for i in range(len(a))] == list(a.points(0, len(a)))
     assert a[len(a) - 1] == b[-1]
 
 
@@ -245,9 +245,9 @@ def test_different_seeds_give_different_points(s1: int, s2: int) -> None:
     params = {"x": {"uniform": [0, 1]}, "y": {"normal": [0, 1]}}
     a, b = RandomSpace(8, s1, params), RandomSpace(8, s2, params)
     if s1 == s2:
-        assert a.points(0, 8) == b.points(0, 8)
+        assert list(a.points(0, 8)) == list(b.points(0, 8))
     else:
-        assert a.points(0, 8) != b.points(0, 8)
+        assert list(a.points(0, 8)) != list(b.points(0, 8))
 
 
 def test_parameters_are_independent_of_each_other() -> None:
@@ -341,7 +341,7 @@ def test_huge_spaces_are_cheap() -> None:
     r = RangeSpace(HUNDRED_MILLION)
     assert len(r) == HUNDRED_MILLION
     assert r[HUNDRED_MILLION - 1] == r[-1] == HUNDRED_MILLION - 1
-    assert r.points(HUNDRED_MILLION - 3, HUNDRED_MILLION) == [99_999_997, 99_999_998, 99_999_999]
+    assert list(r.points(HUNDRED_MILLION - 3, HUNDRED_MILLION)) == [99_999_997, 99_999_998, 99_999_999]
 
     g = GridSpace({"a": {"range": [0, 10_000, 1]}, "b": {"linspace": [0, 1, 100]}, "c": ["p", "q"],
                    "d": list(range(50))})
@@ -369,7 +369,7 @@ def test_negative_and_out_of_range_indices() -> None:
         empty[0]
     with pytest.raises(IndexError):
         empty[-1]
-    assert RangeSpace(start=10, stop=0, step=-3).points(0, 4) == [10, 7, 4, 1]
+    assert list(RangeSpace(start=10, stop=0, step=-3).points(0, 4)) == [10, 7, 4, 1]
 
 
 # -- malformed specs ---------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from ..core.clock import SYSTEM, Clock
 from ..errors import ConfigError
+from ..extras import need
 from ..settings import Settings
 from .base import Broker, BrokerBackend, DeadLetter, Lease, QueueStats
 
@@ -19,12 +21,14 @@ def _local() -> type[BrokerBackend]:
 
 
 def _redis() -> type[BrokerBackend]:
+    need("redis", "redis", "the Redis broker")
     from .redis_streams import RedisBroker
 
     return RedisBroker
 
 
 def _amqp() -> type[BrokerBackend]:
+    need("pika", "amqp", "the RabbitMQ broker")
     from .rabbitmq import RabbitBroker
 
     return RabbitBroker
@@ -45,10 +49,11 @@ def broker_class(url: str) -> type[BrokerBackend]:
     return _SCHEMES[scheme]()
 
 
-def open_broker(settings: Settings, url: str | None = None) -> Broker:
-    """Open the broker at ``url`` (default: the settings' broker)."""
+def open_broker(settings: Settings, url: str | None = None, *, clock: Clock = SYSTEM) -> Broker:
+    """Open the broker at ``url`` (default: the settings' broker), reading time from
+    ``clock`` (a test's, to step it)."""
     url = url or settings.broker_url
-    return broker_class(url).from_url(url, settings)
+    return broker_class(url).from_url(url, settings, clock)
 
 
 def open_child_broker(settings: Settings, proxied: Callable[[], Broker]) -> Broker:

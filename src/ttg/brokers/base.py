@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
@@ -32,6 +32,8 @@ class Lease:
     body: bytes
     #: Backend-specific proof of ownership; extend/ack/release check it.
     token: str
+    #: when the lease lapses unless extended, on the monotonic clock of this host (a
+    #: wall-clock step never moves it)
     deadline: float
     #: Failed attempts before this one (crashes, timeouts, lost leases).
     failures: int
@@ -81,20 +83,23 @@ class Broker(ABC):
         Submitting to a cancelled sweep un-cancels it."""
 
     @abstractmethod
-    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
-        """Block up to ``timeout`` seconds for a chunk (only of ``sweep_id`` if given).
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None,
+              skip: Collection[str] = ()) -> Lease | None:
+        """Block up to ``timeout`` seconds for a chunk (only of ``sweep_id`` if given,
+        and of no sweep in ``skip``: those a worker left to others for a while).
 
         Highest priority first, then oldest. A lease whose deadline passed is
         re-delivered here, counted as a failed attempt of kind "lost". Returns
         None when nothing is ready in time.
         """
 
-    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
+    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None,
+                      skip: Collection[str] = ()) -> Lease | None:
         """Ack ``done``, then try once (no waiting) for the next chunk, as ``lease``
         with ``timeout=0``. The worker loop calls this between chunks; a backend
         that can do both in one request overrides it, saving a round trip per chunk."""
         self.ack(done)
-        return self.lease(worker_id, timeout=0, sweep_id=sweep_id)
+        return self.lease(worker_id, timeout=0, sweep_id=sweep_id, skip=skip)
 
     @abstractmethod
     def extend(self, lease: Lease) -> Lease:
@@ -160,8 +165,9 @@ class BrokerBackend(Broker):
 
     @classmethod
     @abstractmethod
-    def from_url(cls, url: str, settings: Settings) -> Broker:
-        """Open a client of the broker at ``url`` (``brokers.open_broker`` picks the class)."""
+    def from_url(cls, url: str, settings: Settings, clock: Clock = SYSTEM) -> Broker:
+        """Open a client of the broker at ``url`` (``brokers.open_broker`` picks the
+        class), reading time from ``clock``."""
 
     @classmethod
     def for_child(cls, url: str, settings: Settings, proxied: Callable[[], Broker]) -> Broker:

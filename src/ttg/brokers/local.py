@@ -8,6 +8,11 @@ Tables:
                and ``deadline``; ``ready_at`` delays a released chunk;
                ``failures``/``last_failure`` count failed attempts. An acked
                chunk's row is deleted, so the table holds only live work.
+               ``deadline`` and ``ready_at`` are on this host's monotonic clock
+               (seconds since it booted, which every process of the host
+               shares and a wall-clock step never moves), with ``boot``, the
+               kernel's id of that boot: a value from another boot (or none:
+               a file written by an older TTG) is long past.
 ``dead``       the dead-letter record: chunk, reason, time.
 ``cancelled``  sweeps whose chunks are refused.
 
@@ -31,7 +36,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,6 +61,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     token TEXT,
     owner TEXT,
     deadline REAL,
+    boot TEXT,
     failures INTEGER NOT NULL DEFAULT 0,
     last_failure TEXT,
     UNIQUE (sweep, start, stop)
@@ -84,12 +90,14 @@ class LocalBroker(BrokerBackend):
         self.path = Path(path)
         self.poll_seconds = poll_seconds
         self._db = sqlitedb.connect(self.path, SCHEMA, BrokerUnavailable)
+        sqlitedb.add_columns(self._db, "chunks", {"boot": "TEXT"}, BrokerUnavailable)
         self._host = socket.gethostname()
+        self._boot = boot_id()
         self._next_orphan_check = 0.0
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> LocalBroker:
-        return cls(url.removeprefix("local://"), settings.lease_seconds, poll_seconds=settings.poll_seconds)
+    def from_url(cls, url: str, settings: Settings, clock: Clock = SYSTEM) -> LocalBroker:
+        return cls(url.removeprefix("local://"), settings.lease_seconds, clock, settings.poll_seconds)
 
     def _tx(self) -> sqlitedb.Transaction:
         return sqlitedb.transaction(self._db, BrokerUnavailable)
@@ -103,18 +111,19 @@ class LocalBroker(BrokerBackend):
                            "VALUES (?, ?, ?, ?, ?)", rows)
             return db.total_changes - before
 
-    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None,
+              skip: Collection[str] = ()) -> Lease | None:
         def attempt() -> Lease | None:
-            got = self._try_lease(worker_id, sweep_id)
+            got = self._try_lease(worker_id, sweep_id, skip)
             if got is None and self._expire_orphans():
-                got = self._try_lease(worker_id, sweep_id)
+                got = self._try_lease(worker_id, sweep_id, skip)
             return got
 
         return poll(attempt, timeout, self.poll_seconds)
 
     def _expire_orphans(self) -> bool:
         """Expire leases held by processes of this host that no longer exist."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < self._next_orphan_check:
             return False
         self._next_orphan_check = now + 1.0
@@ -128,17 +137,22 @@ class LocalBroker(BrokerBackend):
                            [(o,) for o in dead])
         return True
 
-    def _try_lease(self, worker_id: str, sweep_id: str | None) -> Lease | None:
-        now = self.clock.time()
+    def _try_lease(self, worker_id: str, sweep_id: str | None, skip: Collection[str]) -> Lease | None:
+        now = self.clock.monotonic()
         only = "AND sweep = ?" if sweep_id else ""
         args: tuple[object, ...] = (sweep_id,) if sweep_id else ()
+        if skip:
+            only += f" AND sweep NOT IN ({', '.join('?' * len(skip))})"
+            args += tuple(skip)
         with self._tx() as db:
-            row = db.execute(f"SELECT {_COLS} FROM chunks WHERE state = 'leased' AND deadline < ? "
-                             f"{only} ORDER BY deadline LIMIT 1", (now, *args)).fetchone()
+            row = db.execute(f"SELECT {_COLS} FROM chunks WHERE state = 'leased' AND (deadline < ? OR "
+                             f"boot IS NOT ?) {only} ORDER BY deadline LIMIT 1",
+                             (now, self._boot, *args)).fetchone()
             lost = row is not None
             if row is None:
-                row = db.execute(f"SELECT {_COLS} FROM chunks WHERE state = 'queued' AND ready_at <= ? "
-                                 f"{only} ORDER BY priority DESC, id LIMIT 1", (now, *args)).fetchone()
+                row = db.execute(f"SELECT {_COLS} FROM chunks WHERE state = 'queued' AND (ready_at <= ? OR "
+                                 f"boot IS NOT ?) {only} ORDER BY priority DESC, id LIMIT 1",
+                                 (now, self._boot, *args)).fetchone()
             if row is None:
                 return None
             rowid, sweep, start, stop, priority, body, failures, last = row
@@ -148,17 +162,17 @@ class LocalBroker(BrokerBackend):
                                           "cut off").to_dict())
             token = f"{rowid}:{secrets.token_hex(8)}"
             deadline = now + self.lease_seconds
-            db.execute("UPDATE chunks SET state = 'leased', token = ?, owner = ?, deadline = ?, "
+            db.execute("UPDATE chunks SET state = 'leased', token = ?, owner = ?, deadline = ?, boot = ?, "
                        "failures = ?, last_failure = ? WHERE id = ?",
-                       (token, worker_id, deadline, failures, last, rowid))
+                       (token, worker_id, deadline, self._boot, failures, last, rowid))
         return Lease(sweep, Chunk(start, stop), body, token, deadline, failures,
                      Failure.from_dict(json.loads(last) if last else None), priority, fresh=failures == 0)
 
     def extend(self, lease: Lease) -> Lease:
-        deadline = self.clock.time() + self.lease_seconds
+        deadline = self.clock.monotonic() + self.lease_seconds
         with self._tx() as db:
-            cur = db.execute("UPDATE chunks SET deadline = ? WHERE id = ? AND token = ? "
-                             "AND state = 'leased'", (deadline, _rowid(lease), lease.token))
+            cur = db.execute("UPDATE chunks SET deadline = ?, boot = ? WHERE id = ? AND token = ? "
+                             "AND state = 'leased'", (deadline, self._boot, _rowid(lease), lease.token))
             if cur.rowcount == 0:
                 raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost; another worker "
                                 "has the chunk (or it was acked or cancelled).")
@@ -175,14 +189,14 @@ class LocalBroker(BrokerBackend):
                 return
             if failure is None:
                 db.execute("UPDATE chunks SET state = 'queued', token = NULL, owner = NULL, "
-                           "deadline = NULL, ready_at = ? WHERE id = ? AND token = ?",
-                           (self.clock.time() + delay, _rowid(lease), lease.token))
+                           "deadline = NULL, ready_at = ?, boot = ? WHERE id = ? AND token = ?",
+                           (self.clock.monotonic() + delay, self._boot, _rowid(lease), lease.token))
             else:
                 db.execute("UPDATE chunks SET state = 'queued', token = NULL, owner = NULL, "
-                           "deadline = NULL, ready_at = ?, failures = failures + 1, last_failure = ? "
-                           "WHERE id = ? AND token = ?",
-                           (self.clock.time() + delay, json.dumps(failure.to_dict()), _rowid(lease),
-                            lease.token))
+                           "deadline = NULL, ready_at = ?, boot = ?, failures = failures + 1, "
+                           "last_failure = ? WHERE id = ? AND token = ?",
+                           (self.clock.monotonic() + delay, self._boot, json.dumps(failure.to_dict()),
+                            _rowid(lease), lease.token))
 
     def dead_letter(self, lease: Lease, reason: str) -> None:
         with self._tx() as db:
@@ -246,6 +260,16 @@ def _alive(pid: int) -> bool:
             return fh.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
     except (OSError, IndexError):  # not Linux, or gone meanwhile: kill() said it was there
         return True
+
+
+def boot_id() -> str:
+    """This host's boot (Linux: the kernel's random boot id; elsewhere, when it booted,
+    to the minute)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return f"booted-{round((time.time() - time.monotonic()) / 60)}"
 
 
 def _rowid(lease: Lease) -> int:

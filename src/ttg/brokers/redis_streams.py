@@ -1,7 +1,8 @@
 """The Redis Streams broker: chunks in one stream per sweep, leased through a
 consumer group; for workers on many machines.
 
-Keys (one Redis instance, not Cluster: the lease script walks sweeps):
+Keys (one Redis instance, not Cluster: the lease script walks sweeps), each
+under ``NAME:`` too when the URL says ``?prefix=NAME`` (drivers/redis.py):
 
 ``ttg:q:{sweep}``     stream of queued and leased chunks; fields ``s`` start,
                       ``e`` stop, ``b`` message body, ``f`` failed attempts,
@@ -30,18 +31,22 @@ by whichever live worker leases next, and counts as a failed attempt.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import Any
 
 from ..core.chunking import Chunk
 from ..core.clock import SYSTEM, Clock
+from ..core.codec import Codec, pack
 from ..core.retry import Failure
-from ..drivers.redis import connect, guarded
+from ..drivers.redis import Keyspace
 from ..errors import BrokerUnavailable, LeaseLost
 from ..settings import Settings
 from .base import BrokerBackend, DeadLetter, Lease, QueueStats
+
+log = logging.getLogger(__name__)
 
 _OWNED = """
 local function owned(q, id, consumer)
@@ -82,28 +87,32 @@ _LEASE_FN = """
 -- Lease one chunk: a reclaimed expired lease first, else a new entry. Returns
 -- {sweep, id, fields, lost}, or {wake id} when there is none: the newest entry of
 -- ttg:wake, to block on for the next submit or release.
-local function lease(consumer, idle, only)
+local function lease(consumer, idle, only, skipped)
+  local skip = {}
+  for _, sw in ipairs(cmsgpack.unpack(skipped)) do skip[sw] = true end
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
   local sweeps
   if only ~= '' then sweeps = {only} else sweeps = redis.call('ZREVRANGE', 'ttg:active', 0, -1) end
   for _, sw in ipairs(sweeps) do
-    local q = 'ttg:q:' .. sw
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'ttg:dl:' .. sw, '-inf', now, 'LIMIT', 0, 100)) do
-      local e = cmsgpack.unpack(m)
-      redis.call('ZREM', 'ttg:dl:' .. sw, m)
-      redis.call('XADD', q, '*', 's', e[1], 'e', e[2], 'b', e[3], 'f', e[4], 'l', e[5], 'p', e[6])
-    end
-    if redis.call('EXISTS', q) == 1 then
-      local got = redis.call('XAUTOCLAIM', q, 'w', consumer, idle, '0-0', 'COUNT', 1)
-      if #got[2] > 0 then
-        local id = got[2][1][1]
-        local lost = redis.call('HINCRBY', 'ttg:x:' .. sw, id, 1)
-        return {sw, id, got[2][1][2], lost}
+    if not skip[sw] then  -- (Lua 5.1: no continue)
+      local q = 'ttg:q:' .. sw
+      for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'ttg:dl:' .. sw, '-inf', now, 'LIMIT', 0, 100)) do
+        local e = cmsgpack.unpack(m)
+        redis.call('ZREM', 'ttg:dl:' .. sw, m)
+        redis.call('XADD', q, '*', 's', e[1], 'e', e[2], 'b', e[3], 'f', e[4], 'l', e[5], 'p', e[6])
       end
-      local r = redis.call('XREADGROUP', 'GROUP', 'w', consumer, 'COUNT', 1, 'STREAMS', q, '>')
-      if r and #r[1][2] > 0 then
-        return {sw, r[1][2][1][1], r[1][2][1][2], 0}
+      if redis.call('EXISTS', q) == 1 then
+        local got = redis.call('XAUTOCLAIM', q, 'w', consumer, idle, '0-0', 'COUNT', 1)
+        if #got[2] > 0 then
+          local id = got[2][1][1]
+          local lost = redis.call('HINCRBY', 'ttg:x:' .. sw, id, 1)
+          return {sw, id, got[2][1][2], lost}
+        end
+        local r = redis.call('XREADGROUP', 'GROUP', 'w', consumer, 'COUNT', 1, 'STREAMS', q, '>')
+        if r and #r[1][2] > 0 then
+          return {sw, r[1][2][1][1], r[1][2][1][2], 0}
+        end
       end
     end
   end
@@ -114,8 +123,8 @@ end
 """
 
 _LEASE = _LEASE_FN + """
--- ARGV: consumer, min idle ms, only this sweep ('' for any)
-return lease(ARGV[1], ARGV[2], ARGV[3])
+-- ARGV: consumer, min idle ms, only this sweep ('' for any), sweeps to skip (msgpack array)
+return lease(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 
 _EXTEND = _OWNED + """
@@ -167,10 +176,10 @@ end
 
 _FINISH = _FINISH_FN + "return finish(KEYS, ARGV)"
 
-# ack one chunk and lease the next in one round trip; ARGV: finish's 8, then lease's 3
+# ack one chunk and lease the next in one round trip; ARGV: finish's 8, then lease's 4
 _ACK_LEASE = _FINISH_FN + _LEASE_FN + """
 finish(KEYS, ARGV)
-return lease(ARGV[9], ARGV[10], ARGV[11])
+return lease(ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 """
 
 _CANCEL = """
@@ -183,79 +192,119 @@ return n
 """
 
 
+_GLOBAL = ("active", "all", "cancelled", "wake")
+
+
 class RedisBroker(BrokerBackend):
     def __init__(self, url: str, lease_seconds: float = 10.0, poll_seconds: float = 0.05,
                  clock: Clock = SYSTEM) -> None:
         super().__init__(lease_seconds, clock)
         self.url = url
         self.poll_seconds = poll_seconds
-        self.r = connect(url, BrokerUnavailable)
-        self._submit = self.r.register_script(_SUBMIT)
-        self._lease = self.r.register_script(_LEASE)
-        self._extend = self.r.register_script(_EXTEND)
-        self._finish = self.r.register_script(_FINISH)
-        self._ack_lease = self.r.register_script(_ACK_LEASE)
-        self._cancel = self.r.register_script(_CANCEL)
+        self.db = Keyspace(url, BrokerUnavailable)
+        self.r, self.ns, self._do = self.db.r, self.db.ns, self.db.do
+        script = self.db.script
+        self._submit = script(_SUBMIT)
+        self._lease = script(_LEASE)
+        self._extend = script(_EXTEND)
+        self._finish = script(_FINISH)
+        self._ack_lease = script(_ACK_LEASE)
+        self._cancel = script(_CANCEL)
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> RedisBroker:
-        return cls(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
+    def from_url(cls, url: str, settings: Settings, clock: Clock = SYSTEM) -> RedisBroker:
+        return cls(url, settings.lease_seconds, poll_seconds=settings.poll_seconds, clock=clock)
 
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
         args: list[Any] = [sweep_id, priority]
         for chunk, body in items:
             args += [chunk.start, chunk.stop, body]
-        keys = [_q(sweep_id), f"ttg:k:{sweep_id}", "ttg:active", "ttg:cancelled", "ttg:all"]
+        keys = self._keys(sweep_id, "q", "k", "active", "cancelled", "all")
         return int(self._call(self._submit, keys, args))
 
-    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None,
+              skip: Collection[str] = ()) -> Lease | None:
         """Try; when nothing is ready, block on ``ttg:wake`` (XREAD, no polling) until
         a submit or release, at most ``poll_seconds`` at a time, since expired
         leases and delayed chunks become ready without anyone writing."""
         idle_ms = int(self.lease_seconds * 1000)
         end = time.monotonic() + timeout
-        args = [worker_id, idle_ms, sweep_id or ""]
+        args = [worker_id, idle_ms, sweep_id or "", pack(sorted(skip))]
         while True:
             got = self._lease_reply(worker_id, self._call(self._lease, [], args))
             if isinstance(got, Lease):
                 return got
+            if got is None:  # an unreadable entry, set aside: try again
+                continue
             left = end - time.monotonic()
             if left <= 0:
                 return None
             self._wait(got, max(1, int(min(left, self.poll_seconds) * 1000)))
 
     def _wait(self, wake_id: bytes, block_ms: int) -> None:
-        self._do(lambda: self.r.xread({"ttg:wake": wake_id}, count=1, block=block_ms))
+        self._do(lambda: self.r.xread({f"{self.ns}wake": wake_id}, count=1, block=block_ms))
 
-    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
+    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None,
+                      skip: Collection[str] = ()) -> Lease | None:
         keys, args = self._finish_args(done, "ack")
-        args += [worker_id, int(self.lease_seconds * 1000), sweep_id or ""]
+        args += [worker_id, int(self.lease_seconds * 1000), sweep_id or "", pack(sorted(skip))]
         got = self._lease_reply(worker_id, self._call(self._ack_lease, keys, args))
         return got if isinstance(got, Lease) else None
 
-    def _lease_reply(self, worker_id: str, got: list[Any]) -> Lease | bytes:
-        """The lease script's reply as a Lease, or the wake id to block on."""
+    def _lease_reply(self, worker_id: str, got: list[Any]) -> Lease | bytes | None:
+        """The lease script's reply as a Lease, or the wake id to block on; None when
+        the entry it leased could not be read (set aside)."""
         if len(got) == 1:
             return bytes(got[0])
         sweep, entry_id, flat, lost = got
         f = dict(zip(flat[::2], flat[1::2], strict=True))
-        lost = int(lost)
-        last = f.get(b"l") or b""
-        failure = Failure.from_dict(json.loads(last)) if last else None
-        if lost:
-            failure = Failure("lost", "the lease expired: its worker died, hung or was cut off")
-        token = f"{entry_id.decode()}|{worker_id}"
-        failures = int(f[b"f"]) + lost
-        return Lease(sweep.decode(), Chunk(int(f[b"s"]), int(f[b"e"])), f[b"b"], token,
-                     self.clock.time() + self.lease_seconds, failures, failure, int(f[b"p"]),
-                     fresh=failures == 0)
+        try:
+            last = f.get(b"l") or b""
+            failure = Failure.from_dict(json.loads(last)) if last else None
+            if int(lost):
+                failure = Failure("lost", "the lease expired: its worker died, hung or was cut off")
+            failures = int(f[b"f"]) + int(lost)
+            lease = Lease(sweep.decode(), Chunk(int(f[b"s"]), int(f[b"e"])), f[b"b"],
+                          f"{entry_id.decode()}|{worker_id}", self.clock.monotonic() + self.lease_seconds,
+                          failures, failure, int(f[b"p"]), fresh=failures == 0)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            self._set_aside(sweep.decode(), entry_id, f, exc)
+            return None
+        return lease
+
+    def _set_aside(self, sweep: str, entry_id: bytes, f: dict[bytes, bytes], exc: Exception) -> None:
+        """An entry whose fields cannot be read (edited by hand, or by an attacker)
+        never runs: it leaves the queue for the dead letters, named by the chunk its
+        message says it is (unverified: only a name), so that ``ttg retry`` can
+        queue that chunk again."""
+        try:
+            told = Codec().decode(f[b"b"])
+            chunk: Chunk | None = Chunk(int(told["start"]), int(told["stop"]))
+        except Exception:  # any garbage: the chunk is unknown
+            chunk = None
+        reason = f"an unreadable broker record ({type(exc).__name__}: {exc}); set aside, never run"
+        log.error("%s %s: %s", sweep, chunk or "(chunk unknown)", reason)
+        raw = f"{f.get(b's', b'').decode(errors='replace')}:{f.get(b'e', b'').decode(errors='replace')}"
+        members = {raw} | ({f"{chunk.start}:{chunk.stop}"} if chunk else set())
+
+        def set_aside() -> None:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.xack(self._q(sweep), "w", entry_id)
+            pipe.xdel(self._q(sweep), entry_id)
+            pipe.srem(f"{self.ns}k:{sweep}", *members)
+            if chunk is not None:
+                pipe.rpush(f"{self.ns}dead:{sweep}", json.dumps(
+                    {"start": chunk.start, "stop": chunk.stop, "reason": reason, "at": self.clock.time()}))
+            pipe.execute()
+
+        self._do(set_aside)
 
     def extend(self, lease: Lease) -> Lease:
         entry_id, consumer = _token(lease)
-        if not self._call(self._extend, [_q(lease.sweep_id)], [entry_id, consumer]):
+        if not self._call(self._extend, [self._q(lease.sweep_id)], [entry_id, consumer]):
             raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost; another worker has "
                             "the chunk (or it was acked or cancelled).")
-        return replace(lease, deadline=self.clock.time() + self.lease_seconds)
+        return replace(lease, deadline=self.clock.monotonic() + self.lease_seconds)
 
     def _finish_lease(self, lease: Lease, mode: str, failure: Failure | None = None, delay: float = 0.0,
                       reason: str = "") -> None:
@@ -265,8 +314,7 @@ class RedisBroker(BrokerBackend):
                      reason: str = "") -> tuple[list[Any], list[Any]]:
         entry_id, consumer = _token(lease)
         s = lease.sweep_id
-        keys: list[Any] = [_q(s), f"ttg:k:{s}", f"ttg:x:{s}", f"ttg:dl:{s}", f"ttg:dead:{s}", "ttg:active",
-                           "ttg:cancelled"]
+        keys = self._keys(s, "q", "k", "x", "dl", "dead", "active", "cancelled")
         dead = json.dumps({"start": lease.chunk.start, "stop": lease.chunk.stop, "reason": reason,
                            "at": self.clock.time()}) if mode == "dead" else ""
         args: list[Any] = [entry_id, consumer, s, mode, 1 if failure else 0,
@@ -283,7 +331,7 @@ class RedisBroker(BrokerBackend):
         self._finish_lease(lease, "dead", reason=reason)
 
     def dead_letters(self, sweep_id: str) -> list[DeadLetter]:
-        rows = self._do(lambda: self.r.lrange(f"ttg:dead:{sweep_id}", 0, -1))
+        rows = self._do(lambda: self.r.lrange(f"{self.ns}dead:{sweep_id}", 0, -1))
         out = []
         for raw in rows:
             d = json.loads(raw)
@@ -292,17 +340,17 @@ class RedisBroker(BrokerBackend):
 
     def stats(self, sweep_id: str | None = None) -> QueueStats:
         sweeps = [sweep_id] if sweep_id else sorted(s.decode() for s in self._do(
-            lambda: self.r.smembers("ttg:all")))
+            lambda: self.r.smembers(f"{self.ns}all")))
         queued = leased = dead = 0
         for s in sweeps:
             def read(s: str = s) -> list[Any]:
                 pipe = self.r.pipeline(transaction=False)
-                pipe.xlen(_q(s))
-                pipe.exists(_q(s))
-                pipe.zcard(f"ttg:dl:{s}")
-                pipe.llen(f"ttg:dead:{s}")
+                pipe.xlen(self._q(s))
+                pipe.exists(self._q(s))
+                pipe.zcard(f"{self.ns}dl:{s}")
+                pipe.llen(f"{self.ns}dead:{s}")
                 out: list[Any] = pipe.execute()
-                pending = self.r.xpending(_q(s), "w")["pending"] if out[1] else 0
+                pending = self.r.xpending(self._q(s), "w")["pending"] if out[1] else 0
                 return [*out, pending]
 
             length, _, delayed, d, pending = self._do(read)
@@ -313,7 +361,7 @@ class RedisBroker(BrokerBackend):
 
     def cancel(self, sweep_id: str) -> int:
         s = sweep_id
-        keys = [_q(s), f"ttg:k:{s}", f"ttg:x:{s}", f"ttg:dl:{s}", "ttg:active", "ttg:cancelled"]
+        keys = self._keys(s, "q", "k", "x", "dl", "active", "cancelled")
         return int(self._call(self._cancel, keys, [s]))
 
     def close(self) -> None:
@@ -322,12 +370,13 @@ class RedisBroker(BrokerBackend):
     def _call(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         return self._do(lambda: script(keys=keys, args=args))
 
-    def _do(self, fn: Callable[[], Any]) -> Any:
-        return guarded(self.url, BrokerUnavailable, fn)
+    def _q(self, sweep_id: str) -> str:
+        return f"{self.ns}q:{sweep_id}"
 
-
-def _q(sweep_id: str) -> str:
-    return f"ttg:q:{sweep_id}"
+    def _keys(self, sweep_id: str, *names: str) -> list[Any]:
+        """The keys a script is given: per sweep (``q``, ``k``, ...) or global
+        (``active``, ``cancelled``, ``all``), in this broker's key space."""
+        return [f"{self.ns}{n}" if n in _GLOBAL else f"{self.ns}{n}:{sweep_id}" for n in names]
 
 
 def _token(lease: Lease) -> tuple[str, str]:

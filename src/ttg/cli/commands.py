@@ -5,6 +5,7 @@ Every TtgError is printed as one line on stderr with exit status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import click
 from ..brokers import open_broker
 from ..client import submit as client
 from ..client.local import run_local
+from ..client.status import status as client_status
 from ..client.worker import require_allowed, run_worker
 from ..core import funcref
 from ..core.codec import Codec
@@ -70,7 +72,8 @@ def cli() -> None:
 
 @cli.command()
 @_sweep_options
-@click.option("--workers", type=int, help="Worker processes [TTG_WORKERS, default: one per core].")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Worker processes [TTG_WORKERS, default: one per core].")
 @click.option("--allow", multiple=True, help="Also allow these functions/modules (for chained sweeps).")
 @_common
 def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
@@ -82,7 +85,7 @@ def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
         sub = client.submit(sweep, space, broker, store, Codec(s.secret))
         with Display(sweep, sub.already_done) as display:
             watcher = run_local(s, sweep, broker, store, display.update)
-        dead = broker.dead_letters(sweep.id)
+        dead = client.open_dead_letters(sweep, broker, store)
     print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome,
                   sub.already_done, dead)
     if watcher.outcome == "interrupted":
@@ -116,7 +119,8 @@ def submit(no_queue: bool, **kw: Any) -> None:
 @cli.command()
 @click.option("--allow", multiple=True, metavar="PATTERN",
               help="Functions this worker may run: pkg.mod:fn, pkg.mod, pkg.*, file.py [TTG_ALLOW].")
-@click.option("--workers", type=int, help="Child processes [TTG_WORKERS, default: one per core].")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Child processes [TTG_WORKERS, default: one per core].")
 @click.option("--sweep", "sweep_id", help="Work only on this sweep.")
 @click.option("--burst", is_flag=True, help="Exit when no work is left.")
 @click.option("--max-chunks-per-child", type=int, help="Replace a child after this many chunks.")
@@ -156,6 +160,10 @@ def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, bu
 def list_(**kw: Any) -> None:
     """List the sweeps in the store."""
     s = _settings(kw)
+    if not s.broker and not s.store and not (s.home / "results.db").exists():
+        click.echo(f"no sweeps yet: no TTG home at {s.home.resolve()} (nor in a parent directory); "
+                   "start one with `ttg run`, or give --home")
+        return
     with open_broker(s) as broker, open_store(s) as store:
         sweeps_table(store.sweeps(), broker)
 
@@ -170,15 +178,20 @@ def status(name: str | None, **kw: Any) -> None:
         if name is None:
             sweeps_table(store.sweeps(), broker)
             return
-        sweep = store.sweep(name)
-        p = store.progress(name)
-        q = broker.stats(name)
-        click.echo(f"sweep     {sweep.id} ({store.state(name)})")
+        with open_presence(s) as presence:
+            st = client_status(name, broker, store, presence)
+        p, q, sweep = st.progress, st.queue, st.sweep
+        click.echo(f"sweep     {sweep.id} ({st.state})")
         click.echo(f"function  {sweep.function}")
         click.echo(f"space     {sweep.space.get('kind')}, {sweep.total} points")
         click.echo(f"done      {p.done}/{p.total} ({100 * p.done / max(p.total, 1):.1f}%)")
         click.echo("status    " + "  ".join(f"{k} {v}" for k, v in p.by_status().items()))
-        click.echo(f"queue     {q.queued} queued, {q.leased} leased, {q.dead} dead-lettered chunks")
+        dead = sum(len(c) for c in st.dead)
+        click.echo(f"queue     {q.queued} queued, {q.leased} leased chunks" + (
+            f"; {dead} points in dead-lettered chunks without results (`ttg errors {name}` says why, "
+            f"`ttg retry {name}` queues them again)" if dead else ""))
+        for worker, why in st.refusing:
+            click.echo(f"refused   by worker {worker}, which leaves its chunks to others: {why}")
 
 
 @cli.command()
@@ -242,7 +255,8 @@ def errors(name: str, show_tb: bool, limit: int, **kw: Any) -> None:
 @click.argument("name")
 @click.option("--status", "statuses", default="error,crashed,timeout", show_default=True,
               help="Which statuses to re-run.")
-@click.option("--workers", type=int, help="Local worker processes [default: one per core].")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Local worker processes [default: one per core].")
 @click.option("--no-workers", is_flag=True, help="Only queue them (workers run elsewhere).")
 @_common
 def retry(name: str, statuses: str, workers: int | None, no_workers: bool, **kw: Any) -> None:
@@ -259,10 +273,11 @@ def retry(name: str, statuses: str, workers: int | None, no_workers: bool, **kw:
         click.echo(f"re-queued {n} indices of {name}")
         if no_workers or not n:
             return
-        with Display(sweep, store.progress(name).done) as display:
+        kept = store.progress(name).done  # the records the retry did not reopen
+        with Display(sweep, kept) as display:
             watcher = run_local(s, sweep, broker, store, display.update)
-        dead = broker.dead_letters(name)
-    print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome, 0, dead)
+        dead = client.open_dead_letters(sweep, broker, store)
+    print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome, kept, dead)
 
 
 @cli.command()
@@ -326,6 +341,10 @@ for _command in (dashboard, exporter, plot):
 
 
 def main() -> None:
+    # module references resolve from the current directory, as with `python -m`: the
+    # console script's own directory is what Python puts first on the path instead
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         cli(standalone_mode=False, prog_name="ttg")
     except TtgError as exc:

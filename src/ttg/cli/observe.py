@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
+from ..extras import need
 from ..observe.monitor import open_monitor
 from ..stores import open_store
 from .options import common, settings_from
@@ -32,11 +33,10 @@ EXPORTER_PORT = 9470
 def dashboard(host: str, port: int, token: str | None, **kw: Any) -> None:
     """Serve a live web dashboard of the sweeps (and their Prometheus metrics at /metrics)."""
     s = settings_from(kw, dashboard_token=token)
-    try:
-        from ..observe.dashboard.server import serve
-    except ImportError as exc:
-        raise ConfigError(f"ttg dashboard needs the dashboard extra ({exc.name} is missing); "
-                          "pip install 'ttg[dashboard]'.") from None
+    need("starlette", "dashboard", "ttg dashboard")
+    need("uvicorn", "dashboard", "ttg dashboard")
+    from ..observe.dashboard.server import serve
+
     with open_monitor(s) as monitor:
         serve(s, monitor, host, port, s.dashboard_token or None)
 
@@ -49,12 +49,10 @@ def dashboard(host: str, port: int, token: str | None, **kw: Any) -> None:
 def exporter(host: str, port: int, **kw: Any) -> None:
     """Serve sweep-level Prometheus metrics: progress, queue, throughput and ETA of every sweep."""
     s = settings_from(kw)
-    try:
-        from ..observe.exporter import SweepCollector
-        from ..worker.metrics import registry, serve
-    except ImportError as exc:
-        raise ConfigError(f"ttg exporter needs prometheus-client ({exc.name} is missing); "
-                          "pip install 'ttg[metrics]'.") from None
+    need("prometheus_client", "metrics", "ttg exporter")
+    from ..observe.exporter import SweepCollector
+    from ..worker.metrics import registry, serve
+
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
@@ -87,11 +85,9 @@ def plot(name: str, x: str, y: str | None, value: str, kind: str, output: Path, 
     s = settings_from(kw)
     if output.suffix.lower() not in (".png", ".svg"):
         raise ConfigError(f"cannot tell the image format of {output.name!r}; end it in .png or .svg.")
-    try:
-        from ..observe.plot import plot_sweep
-    except ImportError as exc:
-        raise ConfigError(f"ttg plot needs matplotlib ({exc.name} is missing); "
-                          "pip install 'ttg[plot]'.") from None
+    need("matplotlib", "plot", "ttg plot")
+    from ..observe.plot import plot_sweep
+
     with open_store(s, create=False) as store:
         drawn = plot_sweep(store, store.sweep(name), output, x=x, y=y, value=value, kind=kind)
     click.echo(f"wrote a {drawn} of {value} to {output}")

@@ -70,8 +70,9 @@ def print_summary(sweep: Sweep, p: SweepProgress, seconds: float, outcome: str, 
                   dead: Sequence[DeadLetter]) -> None:
     computed = p.done - already_done
     rate = computed / seconds if seconds > 0 else 0.0
-    click.echo(f"sweep {sweep.id}: {outcome}, {p.done}/{p.total} points in {seconds:.2f} s "
-               f"({rate:,.0f} points/s)" + (f"; {already_done} were already done" if already_done else ""))
+    click.echo(f"sweep {sweep.id}: {outcome}, {p.done}/{p.total} points, {computed} computed in "
+               f"{seconds:.2f} s ({rate:,.0f} points/s)"
+               + (f"; {already_done} were already done" if already_done else ""))
     click.echo("  " + "  ".join(f"{k} {v}" for k, v in p.by_status().items()))
     if dead:
         click.echo(f"  {len(dead)} chunk(s) dead-lettered, e.g. {dead[0].chunk}: {dead[0].reason}")
@@ -109,12 +110,14 @@ def workers_table(beats: Sequence[WorkerBeat], *, every: bool = False) -> None:
         click.echo("no live workers" + ("" if every else " (--all shows stopped ones)"))
         return
     table = RichTable(box=None, pad_edge=False)
-    for col in ("worker", "status", "heartbeat", "children", "chunks", "holds", "started"):
+    for col in ("worker", "status", "heartbeat", "children", "chunks", "holds", "started",
+                "leaves to others"):
         table.add_column(col)
     for b, st in sorted(rows, key=lambda r: ("alive", "stale", "stopped").index(r[1])):
         holds = ", ".join(f"{s} [{a}, {z})" for s, a, z in b.leases[:3])
         holds += f" and {len(b.leases) - 3} more" if len(b.leases) > 3 else ""
         table.add_row(b.worker, st + (" (stopping)" if b.state == "stopping" else ""),
                       f"{max(0.0, now - b.beat):.0f} s ago", str(b.children), str(b.chunks), holds or "-",
-                      time.strftime("%Y-%m-%d %H:%M", time.localtime(b.started)))
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(b.started)),
+                      "; ".join(f"{s}: {why}" for s, why in b.refusing) or "-")
     Console(file=sys.stdout, width=200).print(table)

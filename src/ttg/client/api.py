@@ -17,6 +17,7 @@ from ..core import funcref
 from ..core.codec import Codec
 from ..core.sweep import Options, Sweep, parse_chunk_size
 from ..errors import ConfigError
+from ..extras import need
 from ..settings import Settings
 from ..spaces import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
 from ..spaces.files import FileSpace
@@ -126,7 +127,11 @@ class Results:
             return Table(store, self.sweep).to_arrow()
 
     def to_pandas(self) -> Any:
-        return self.to_arrow().to_pandas()
+        need("pandas", "pandas", "Results.to_pandas()")
+        from .table import Table
+
+        with open_store(self.settings) as store:
+            return Table(store, self.sweep).to_pandas()
 
     def write(self, path: str | Path) -> int:
         from .table import Table

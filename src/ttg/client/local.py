@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from ..brokers.base import Broker
 from ..core import funcref
-from ..core.chunking import Chunk, gaps
+from ..core.chunking import Chunk, gaps, merged
 from ..core.codec import Codec
 from ..core.sweep import Sweep
+from ..errors import DiskFull
 from ..settings import Settings
 from ..stores.base import Progress, ResultStore
 from ..worker.child import ChildOptions
@@ -76,27 +77,16 @@ class Watcher:
 
     def _lost(self) -> list[Chunk]:
         """The ranges with no results that are not dead-lettered either."""
-        dead = _merged(sorted((d.chunk.start, d.chunk.stop) for d in self.broker.dead_letters(self.sweep.id)))
+        dead = merged(sorted((d.chunk.start, d.chunk.stop) for d in self.broker.dead_letters(self.sweep.id)))
         missing = gaps(0, self.sweep.total, self.store.committed_ranges(self.sweep.id, 0, self.sweep.total))
         return [piece for c in missing for piece in gaps(c.start, c.stop, dead)]
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted ranges with overlaps merged (dead letters of a split chunk can overlap)."""
-    out: list[tuple[int, int]] = []
-    for a, b in ranges:
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
 
 
 def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultStore,
               show: Callable[[Progress], None] | None = None) -> Watcher:
     """Run local workers on ``sweep`` until it completes, is cancelled or interrupted."""
     allow = funcref.AllowList([sweep.function, *settings.allow])
-    options = ChildOptions(worker_id="", allow=allow, sweep_id=sweep.id)
+    options = ChildOptions(worker_id="", allow=allow, sweep_id=sweep.id, prints_to_stderr=True)
     codec = Codec(settings.secret)
     watcher = Watcher(sweep, broker, store, show,
                       requeue=lambda chunks: requeue(sweep, chunks, broker, codec))
@@ -104,6 +94,8 @@ def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultSto
         return watcher
     supervisor = Supervisor(settings, options, broker, on_tick=watcher.tick)
     supervisor.run()
+    if supervisor.fatal is not None:
+        raise DiskFull(supervisor.fatal)
     if watcher.outcome == "running":
         watcher.progress = store.progress(sweep.id)
         watcher.outcome = "complete" if watcher.progress.complete else "interrupted"

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..brokers.base import Broker
+from ..brokers.base import Broker, DeadLetter
 from ..core import funcref
-from ..core.chunking import Chunk, auto_size, gaps, plan
+from ..core.chunking import Chunk, gaps, merged, plan
 from ..core.codec import Codec
 from ..core.records import FAILED
 from ..core.sweep import Options, Sweep
@@ -36,13 +36,29 @@ class Submitted:
     sweep: Sweep
     queued: int
     already_done: int
+    #: when resumed with other options: what they were, for the chunks queued before
+    #: (each chunk message carries its options, so those keep them); None otherwise
+    kept_options: dict[str, Any] | None = None
+
+
+#: the options a queued chunk's message carries, which a resubmit does not change
+_MESSAGE_OPTIONS = ("timeout", "max_attempts", "target_chunk_seconds", "batched")
 
 
 def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec: Codec) -> Submitted:
     """Register the sweep and queue every chunk that is not committed yet."""
-    first = store.find(sweep.id) is None
+    existing = store.find(sweep.id)
+    first = existing is None
+    kept: dict[str, Any] | None = None
+    if existing is not None:
+        old = {k: getattr(existing.options, k) for k in _MESSAGE_OPTIONS}
+        if old != {k: getattr(sweep.options, k) for k in _MESSAGE_OPTIONS} and broker.stats(sweep.id).active:
+            kept = old
+            log.warning("sweep %s: the chunks queued before keep their options %s; the new ones apply to "
+                        "the chunks queued now (cancel the sweep and run it again to apply them to all)",
+                        sweep.id, old)
     store.register(sweep)
-    size = sweep.options.chunk_size or auto_size(sweep.total)
+    size = sweep.first_chunk_size
     done = store.committed_ranges(sweep.id, 0, sweep.total)
     already = sum(b - a for a, b in done)
     queued = 0
@@ -56,15 +72,15 @@ def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec
         queued += broker.submit(sweep.id, batch, priority=sweep.options.priority)
     log.info("sweep %s: %d chunks queued, %d of %d points already done", sweep.id, queued, already,
              sweep.total)
-    return Submitted(sweep, queued, already)
+    return Submitted(sweep, queued, already, kept)
 
 
 def requeue(sweep: Sweep, ranges: list[Chunk], broker: Broker, codec: Codec) -> int:
     """Queue these ranges of an existing sweep again (retry, or chunks a broker lost),
     cut to the sweep's chunk size."""
-    size = sweep.options.chunk_size or auto_size(sweep.total)
+    size = sweep.first_chunk_size
     space = sweep.make_space() if sweep.is_file else None
-    items = [(c, codec.encode(sweep.task(c, space.points(c.start, c.stop) if space else None)))
+    items = [(c, codec.encode(sweep.task(c, list(space.points(c.start, c.stop)) if space else None)))
              for r in ranges for c in plan(r.start, r.stop, size)]
     return broker.submit(sweep.id, items, priority=sweep.options.priority)
 
@@ -91,12 +107,35 @@ def _pending(sweep: Sweep, space: Space, size: int,
 
 def requeue_failed(sweep: Sweep, broker: Broker, store: ResultStore, codec: Codec,
                    statuses: tuple[str, ...] = FAILED) -> int:
-    """Delete the records with these statuses and queue their indices again (``ttg
-    retry``); returns how many indices were re-queued."""
-    reopened = store.reopen(sweep.id, statuses)
+    """Compute again (``ttg retry``) the indices whose records have these statuses and
+    those of dead-lettered chunks, and, when nothing of the sweep is queued or leased,
+    every index without a record (left so by a broker that lost its queue, or an
+    earlier retry cut short); returns how many indices were queued."""
+    reopened = store.reopen(sweep.id, statuses)  # (first: a worker must not find them committed)
     store.set_state(sweep.id, "active")
-    requeue(sweep, reopened, broker, codec)
-    return sum(len(c) for c in reopened)
+    if broker.stats(sweep.id).active:
+        todo = [*reopened, *unresolved_dead(sweep, broker, store)]
+    else:  # every index without a record, wherever it was lost
+        todo = gaps(0, sweep.total, store.committed_ranges(sweep.id, 0, sweep.total))
+    requeue(sweep, todo, broker, codec)
+    return sum(len(c) for c in todo)
+
+
+def open_dead_letters(sweep: Sweep, broker: Broker, store: ResultStore) -> list[DeadLetter]:
+    """The sweep's dead letters whose chunk still lacks results (one that a retry
+    computed since is history, not news)."""
+    out = []
+    for d in broker.dead_letters(sweep.id):
+        a, b = d.chunk.start, d.chunk.stop
+        if gaps(a, b, store.committed_ranges(sweep.id, a, b)):
+            out.append(d)
+    return out
+
+
+def unresolved_dead(sweep: Sweep, broker: Broker, store: ResultStore) -> list[Chunk]:
+    """The parts of the sweep's dead-lettered chunks that still have no results."""
+    dead = merged((d.chunk.start, d.chunk.stop) for d in broker.dead_letters(sweep.id))
+    return [g for a, b in dead for g in gaps(a, b, store.committed_ranges(sweep.id, a, b))]
 
 
 def prepare(ref: str, space: Space, options: Options, name: str | None = None) -> Sweep:

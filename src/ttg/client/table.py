@@ -120,6 +120,21 @@ class Table:
         schema = self.schema()
         return pa.Table.from_batches(list(self.batches(schema)), schema=schema)
 
+    def to_pandas(self) -> Any:
+        """The table as a pandas DataFrame. Arrow holds one type per column, so a
+        column that mixes kinds (``m=sqrt,log2,0.5``) is text in ``to_arrow``;
+        here it keeps each value as the function saw it (an object column)."""
+        frame = self.to_arrow().to_pandas()
+        text = [f.name for f in self.schema() if pa.types.is_string(f.type)]
+        mixed: dict[str, list[Any]] = {n: [] for n in text}
+        for cols in self.column_chunks():
+            for n in text:
+                mixed[n].extend(cols.get(n, [None] * len(cols["index"])))
+        for n, values in mixed.items():
+            if any(v is not None and not isinstance(v, str) for v in values):
+                frame[n] = values
+        return frame
+
     def write(self, path: str | Path) -> int:
         """Write the table to .parquet, .csv or .jsonl (by extension); returns the row count."""
         p = Path(path)

@@ -4,7 +4,8 @@ machine, computing chunks of any allowed sweep from the broker."""
 from __future__ import annotations
 
 from ..brokers import open_broker
-from ..errors import ConfigError
+from ..errors import ConfigError, DiskFull
+from ..extras import need
 from ..settings import Settings
 from ..stores import open_store
 from ..worker.child import ChildOptions
@@ -18,11 +19,15 @@ def run_worker(settings: Settings, options: ChildOptions, *, metrics: tuple[str,
     # a networked broker's worker may be on another machine: never create an SQLite store there
     with open_broker(settings) as broker, open_store(settings, create=settings.broker_url.startswith("local://")):
         if metrics is None:
-            Supervisor(settings, options, broker).run()
+            supervisor = Supervisor(settings, options, broker)
+            supervisor.run()
         else:
+            need("prometheus_client", "metrics", "ttg worker --metrics-port")
             from ..worker.metrics import run_observed
 
-            run_observed(settings, options, broker, *metrics)
+            supervisor = run_observed(settings, options, broker, *metrics)
+    if supervisor.fatal is not None:
+        raise DiskFull(supervisor.fatal)
 
 
 def require_allowed(options: ChildOptions) -> None:

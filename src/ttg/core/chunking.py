@@ -25,6 +25,15 @@ AUTO_CHUNKS = 256
 AUTO_MIN_CHUNK = 16
 #: Default target duration of one chunk with chunk_size="auto", in seconds.
 TARGET_CHUNK_SECONDS = 1.0
+#: The most points a sweep may have: indices are exact in every store and broker up to
+#: 2**53 (Redis keeps them as scores, doubles).
+MAX_POINTS = 2**53
+#: The most points of a fixed chunk size: a worker holds a chunk's results in memory.
+MAX_CHUNK_POINTS = 10_000_000
+#: The most points of a batched chunk with chunk_size="auto": one call gets them all.
+MAX_BATCH_POINTS = 1_000_000
+#: The most chunks a sweep is queued as (every chunk is a message and a row).
+MAX_CHUNKS = 10_000_000
 
 
 @dataclass(frozen=True, order=True)
@@ -43,9 +52,12 @@ class Chunk:
         return f"[{self.start}, {self.stop})"
 
 
-def auto_size(total: int) -> int:
-    """The first chunk size of an ``auto`` sweep of ``total`` points."""
-    return max(1, min(total, AUTO_MIN_CHUNK), math.ceil(total / AUTO_CHUNKS))
+def auto_size(total: int, *, batched: bool = False) -> int:
+    """The first chunk size of an ``auto`` sweep of ``total`` points (points are
+    made as they are computed, so a chunk may be large; a batched chunk is one
+    call with all its points, so it is at most MAX_BATCH_POINTS)."""
+    size = max(1, min(total, AUTO_MIN_CHUNK), math.ceil(total / AUTO_CHUNKS))
+    return min(size, MAX_BATCH_POINTS) if batched else size
 
 
 def plan(start: int, stop: int, size: int) -> Iterator[Chunk]:
@@ -70,6 +82,18 @@ def gaps(start: int, stop: int, covered: Iterable[tuple[int, int]]) -> list[Chun
         at = max(at, b)
     if at < stop:
         out.append(Chunk(at, stop))
+    return out
+
+
+def merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ranges with overlapping or touching ones merged (the dead letters of a
+    split chunk can overlap)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
     return out
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 from typing import Any
 
 import msgpack
 
-from ..errors import BadMessage
+from ..errors import BadMessage, BadSignature
+from .chunking import Chunk
+from .retry import Failure
 
 _VERSION = "ttg1"
 
@@ -54,7 +57,8 @@ def _default(obj: Any) -> Any:
 
 
 class Codec:
-    """Encodes and decodes broker messages, signing them when given a secret."""
+    """Encodes and decodes broker messages, signing them when given a secret; signs
+    and verifies the failure history a supervisor writes (``sign_failure``)."""
 
     def __init__(self, secret: str | bytes = "") -> None:
         self._key = secret.encode() if isinstance(secret, str) else secret
@@ -79,13 +83,37 @@ class Codec:
             raise BadMessage(f"unknown message version {version!r}; upgrade the worker or the client.")
         if self._key:
             if mac is None:
-                raise BadMessage("unsigned message while this worker requires signatures; "
+                raise BadSignature("unsigned message while this worker requires signatures; "
                                  "submit with the same TTG_SECRET as the workers.")
             want = hmac.new(self._key, body, hashlib.sha256).digest()
             if not isinstance(mac, bytes) or not hmac.compare_digest(mac, want):
-                raise BadMessage("message signature does not match (tampered, or signed with another "
+                raise BadSignature("message signature does not match (tampered, or signed with another "
                                  "secret); submit with the same TTG_SECRET as the workers.")
         try:
             return unpack(body)
         except Exception as exc:
             raise BadMessage(f"malformed message body ({type(exc).__name__}).") from exc
+
+    def sign_failure(self, sweep_id: str, chunk: Chunk, failure: Failure, count: int) -> Failure:
+        """``failure`` as the ``count``-th signed failed attempt of this chunk (unchanged
+        without a secret)."""
+        if not self._key:
+            return failure
+        signed = replace(failure, count=count, mac=None)
+        return replace(signed, mac=self._failure_mac(sweep_id, chunk, signed))
+
+    def signed_failures(self, sweep_id: str, chunk: Chunk, last: Failure | None) -> int | None:
+        """How many failed attempts of this chunk a supervisor signed, read from its last
+        failure: None without a secret; 0 when that failure is not signed, or not for
+        this chunk, or its signature does not match."""
+        if not self._key:
+            return None
+        if last is None or last.mac is None or last.count is None:
+            return 0
+        want = self._failure_mac(sweep_id, chunk, replace(last, mac=None))
+        return last.count if hmac.compare_digest(last.mac, want) else 0
+
+    def _failure_mac(self, sweep_id: str, chunk: Chunk, failure: Failure) -> str:
+        body = pack([sweep_id, chunk.start, chunk.stop, failure.kind, failure.reason, failure.index,
+                     failure.count])
+        return hmac.new(self._key, b"failure" + body, hashlib.sha256).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -83,12 +84,19 @@ def _import_module(ref: str, module: str) -> Any:
                             "fix the module.") from exc
 
 
+def _module_name(module: str) -> str:
+    """The name a reference's module is imported under (a file: a stable name of its own)."""
+    if not is_file_module(module):
+        return module
+    return "_ttg_file_" + hashlib.sha1(str(Path(module).resolve()).encode()).hexdigest()[:12]
+
+
 def _import_file(path: str) -> Any:
     p = Path(path).resolve()
     if not p.is_file():
         raise FunctionError(f"file {path!r} does not exist; check the path before the colon.")
     # a stable module name per file, so the module is imported once per process
-    modname = "_ttg_file_" + hashlib.sha1(str(p).encode()).hexdigest()[:12]
+    modname = _module_name(path)
     if modname in sys.modules:
         return sys.modules[modname]
     spec = importlib.util.spec_from_file_location(modname, p)
@@ -109,10 +117,14 @@ def _import_file(path: str) -> Any:
 class AllowList:
     """Which function references a worker may run.
 
-    A pattern is a function reference (``pkg.mod:fn``), a module (``pkg.mod``:
-    every function in it), a package prefix (``pkg.*``), a file
-    (``path/file.py``: every function in it), or ``*`` (anything; for trusted
-    single-user setups only).
+    A pattern is a function reference (``pkg.mod:fn``: exactly that, whatever it
+    is: a function, a class, a callable object), a module (``pkg.mod``: the
+    plain functions defined in it), a package prefix (``pkg.*``: the plain
+    functions defined in its modules), a file (``path/file.py``: the plain
+    functions defined in it), or ``*`` (anything; for trusted single-user setups
+    only). "Defined in" is the function's ``__module__``: a callable that a
+    module merely imports (``from subprocess import run``), a class, a builtin or
+    a callable object is not allowed by a module, package or file pattern.
     """
 
     def __init__(self, patterns: Iterable[str]) -> None:
@@ -141,6 +153,33 @@ class AllowList:
             shown = ", ".join(self.patterns) or "nothing"
             raise NotAllowed(f"function {ref!r} is not on this worker's allow-list ({shown}); "
                              "start the worker with --allow for its module.")
+
+    def check_object(self, ref: str, obj: Any) -> None:
+        """Once ``ref`` is resolved to ``obj``: raises NotAllowed unless a pattern that
+        allows the reference allows this object too (see the class docstring)."""
+        module, _ = split_ref(ref)
+        home = _module_name(module)
+        for pat in self.patterns:
+            if pat == "*" or pat == ref:
+                return
+        defined_in = getattr(obj, "__module__", None) if inspect.isfunction(obj) else None
+        for pat in self.patterns:
+            if ":" in pat or not self._matches(pat, module):
+                continue
+            if pat.endswith(".*") and not is_file_module(module):
+                if defined_in is not None and (defined_in == pat[:-2] or defined_in.startswith(pat[:-1])):
+                    return
+            elif defined_in == home:
+                return
+        what = ("a plain function" if inspect.isfunction(obj)
+                else f"a {type(obj).__name__}, not a plain function,")
+        raise NotAllowed(f"{ref!r} is {what} defined in {getattr(obj, '__module__', '?')!r}, not in "
+                         f"{module!r}: a module, package or file pattern allows only the functions defined "
+                         "there; allow this exact reference with --allow if it is meant to run.")
+
+    @staticmethod
+    def _matches(pat: str, module: str) -> bool:
+        return pat == module or (pat.endswith(".*") and (module == pat[:-2] or module.startswith(pat[:-1])))
 
 
 def _normalize_pattern(pattern: str) -> str:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..errors import ConfigError, SpecError
 from ..spaces import Space, space_from_spec
 from . import funcref
-from .chunking import TARGET_CHUNK_SECONDS, Chunk
+from .chunking import MAX_CHUNK_POINTS, MAX_CHUNKS, MAX_POINTS, TARGET_CHUNK_SECONDS, Chunk, auto_size
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,20 @@ class Options:
     target_chunk_seconds: float = TARGET_CHUNK_SECONDS
 
     def __post_init__(self) -> None:
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ConfigError(f"chunk size must be a positive integer or 'auto', not {self.chunk_size}.")
-        if self.max_attempts < 1:
-            raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}.")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout}.")
-        if self.target_chunk_seconds <= 0:
-            raise ConfigError("target chunk seconds must be positive.")
+        if self.chunk_size is not None and not 1 <= self.chunk_size <= MAX_CHUNK_POINTS:
+            raise ConfigError(f"chunk size must be 'auto' or an integer from 1 to {MAX_CHUNK_POINTS:,} (a "
+                              f"worker holds a chunk's results in memory), not {self.chunk_size}.")
+        if not 1 <= self.max_attempts <= 1000:
+            raise ConfigError(f"max attempts must be at least 1 (and at most 1000), not {self.max_attempts}.")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout}; leave it "
+                              "out for none.")
+        if not 0 < self.target_chunk_seconds < math.inf:
+            raise ConfigError(f"target chunk seconds must be a positive number, not "
+                              f"{self.target_chunk_seconds}.")
+        if not -(2**31) <= self.priority < 2**31:
+            raise ConfigError(f"priority must be an integer from {-(2**31)} to {2**31 - 1}, not "
+                              f"{self.priority}.")
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,28 @@ class Sweep:
         """A sweep whose id is ``name`` or is derived from its content."""
         ref = funcref.normalize(function)
         spec = space.spec()
-        total = len(space)
+        total = space.size
         if total == 0:
             raise SpecError("the space is empty (0 points); give it at least one point.")
+        if total > MAX_POINTS:
+            raise SpecError(f"the space has {total:,} points, more than TTG can index exactly "
+                            f"({MAX_POINTS:,}); split it into several sweeps.")
+        size = options.chunk_size or auto_size(total, batched=options.batched)
+        chunks = -(-total // size)
+        if chunks > MAX_CHUNKS:
+            raise ConfigError(f"{total:,} points in chunks of {size:,} make {chunks:,} chunks, "
+                              f"more than {MAX_CHUNKS:,} (each is a message and a row); use a larger "
+                              "--chunk-size, or auto.")
         if name is not None and not _valid_name(name):
             raise ConfigError(f"sweep name {name!r} is not valid; use letters, digits, '-', '_' "
                               "and '.' (at most 100 characters).")
         sweep_id = name or derive_id(ref, spec, options.batched)
         return cls(sweep_id, ref, spec, options, total, space.fields)
+
+    @property
+    def first_chunk_size(self) -> int:
+        """The size the sweep is cut into when queued (``auto``: see chunking.auto_size)."""
+        return self.options.chunk_size or auto_size(self.total, batched=self.options.batched)
 
     def make_space(self) -> Space:
         return space_from_spec(self.space)
@@ -103,11 +125,30 @@ class Sweep:
         }
         if first:
             body["first"] = True
-        if rows is None:
-            body["space"] = self.space
-        else:
+        if rows is not None:
             body["rows"] = rows
+        elif self._spec_bytes <= INLINE_SPEC_BYTES:
+            body["space"] = self.space
+        else:  # a big spec (a long explicit axis) is read once per worker from the store
+            body["space_ref"] = spec_digest(self.space)
         return body
+
+    @cached_property
+    def _spec_bytes(self) -> int:
+        return len(json.dumps(self.space, separators=(",", ":")))
+
+
+#: A space spec up to this size (as JSON) travels in every chunk message; a bigger
+#: one (a grid with a long explicit axis) travels as its digest, and each worker
+#: reads the spec from the store once and checks it against the digest.
+INLINE_SPEC_BYTES = 4096
+
+
+def spec_digest(spec: Mapping[str, Any]) -> str:
+    """SHA-256 of a space spec's canonical JSON: what a chunk message carries in
+    place of a big spec (``space_ref``), signed with the message."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def derive_id(ref: str, spec: Mapping[str, Any], batched: bool) -> str:

@@ -134,8 +134,8 @@ class SweepMonitor:
         now = self.clock()
         rate = self._sample(sweep.id, now, p.done)
         eta: float | None = None
-        if p.complete:
-            state, rate, eta = "done", rate or 0.0, 0.0
+        if p.complete:  # without samples while it ran: its average pace from start to last commit
+            state, rate, eta = "done", rate or p.total / max(updated - sweep.created, 1e-3), 0.0
         elif rate:
             eta = (p.total - p.done) / rate
         return SweepStatus(sweep, state, p, queue, updated, rate, eta)
@@ -211,7 +211,8 @@ class SweepMonitor:
         out = []
         for b in beats:
             seen = committed.pop(b.worker, None)
-            if sweep_id is not None and seen is None and sweep_id not in b.sweeps():
+            involved = seen is not None or sweep_id in b.sweeps() or b.worked_on(sweep_id or "")
+            if sweep_id is not None and not involved:
                 continue
             out.append(WorkerPresence(b.worker, liveness(b, now), b, max(0.0, now - b.beat),
                                       *(seen or (0, 0, None))))

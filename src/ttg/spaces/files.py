@@ -63,7 +63,8 @@ class FileSpace(Space):
     def spec(self) -> dict[str, Any]:
         return {"kind": "file", "path": str(self.path), "format": self.format, "sha256": self.sha256}
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         if self._len is None:
             if self.format == "parquet":
                 self._len = int(self._parquet().metadata.num_rows)
@@ -143,8 +144,14 @@ class FileSpace(Space):
 
     def _jsonl_blocks(self) -> Iterator[list[dict[str, Any]]]:
         block: list[dict[str, Any]] = []
-        with self.path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
+        with self.path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise SpecError(f"rows file {self.path.name!r} line {lineno} is not valid UTF-8 "
+                                    f"({exc.reason} at byte {exc.start}); save the file as UTF-8 and try "
+                                    "again.") from None
                 if not line.strip():
                     continue
                 try:

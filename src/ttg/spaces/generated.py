@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SpecError
-from .base import Space, number
+from .base import Space, number, plain_value
 
 _M64 = (1 << 64) - 1
 _DISTRIBUTIONS = ("uniform", "loguniform", "normal", "integers", "choice")
@@ -26,14 +26,15 @@ class RangeSpace(Space):
         self._range = range(start, stop, step)
         self.name = name
 
-    def __len__(self) -> int:
-        return len(self._range)
+    @property
+    def size(self) -> int:
+        return _length(self._range)
 
     def point(self, i: int) -> int:
         return int(self._range[i])
 
-    def points(self, start: int, stop: int) -> list[Any]:
-        return list(self._range[start:stop])
+    def points(self, start: int, stop: int) -> Sequence[Any]:
+        return self._range[start:stop]  # a range: nothing made before it is asked for
 
     def columns(self, start: int, stop: int) -> dict[str, list[Any]]:
         return {self.name: list(self._range[start:stop])}
@@ -45,6 +46,14 @@ class RangeSpace(Space):
     def spec(self) -> dict[str, Any]:
         r = self._range
         return {"kind": "range", "start": r.start, "stop": r.stop, "step": r.step, "name": self.name}
+
+
+def _length(r: range) -> int:
+    """``len(r)``, which Python refuses beyond sys.maxsize: then as a plain int."""
+    try:
+        return len(r)
+    except OverflowError:
+        return max(0, (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step)
 
 
 class GridSpace(Space):
@@ -64,7 +73,8 @@ class GridSpace(Space):
             self._strides.insert(0, s)
             s *= len(v)
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return self._len
 
     def point(self, i: int) -> dict[str, Any]:
@@ -111,7 +121,7 @@ def _canonical_axis(name: str, axis: Any) -> Any:
     if isinstance(axis, list | tuple):
         if not axis:
             raise SpecError(f"{where}: the axis is empty; give it at least one value.")
-        return list(axis)
+        return [plain_value(f"{where}[{k}]", v) for k, v in enumerate(axis)]
     if isinstance(axis, Mapping) and len(axis) == 1:
         (gen, args), = axis.items()
         if gen in _AXIS_GENERATORS:
@@ -163,7 +173,8 @@ class RandomSpace(Space):
         self._params = {name: _canonical_dist(name, d) for name, d in params.items()}
         self._keys = {name: _name_key(self.seed, name) for name in self._params}
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return self.n
 
     def point(self, i: int) -> dict[str, Any]:
@@ -190,7 +201,7 @@ def _canonical_dist(name: str, dist: Any) -> dict[str, list[Any]]:
     if kind == "choice":
         if not args:
             raise SpecError(f"{where}.choice: give at least one value to choose from.")
-        return {kind: args}
+        return {kind: [plain_value(f"{where}.choice[{k}]", v) for k, v in enumerate(args)]}
     if len(args) != 2:
         raise SpecError(f"{where}.{kind}: expected two numbers, got {args!r}.")
     a, b = (number(f"{where}.{kind}", x, integer=(kind == "integers")) for x in args)

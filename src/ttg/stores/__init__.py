@@ -7,6 +7,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from ..extras import need
 from ..settings import Settings
 from .base import Progress, ResultStore, SweepInfo
 from .presence import PresenceStore, WorkerBeat
@@ -28,12 +29,14 @@ def _sqlite_presence(url: str, create: bool) -> PresenceStore:
 
 
 def _redis(url: str, create: bool) -> ResultStore:
+    need("redis", "redis", "the Redis store")
     from .redis import RedisStore
 
     return RedisStore(url)
 
 
 def _redis_presence(url: str, create: bool) -> PresenceStore:
+    need("redis", "redis", "the Redis store")
     from .redis import RedisPresence
 
     return RedisPresence(url)
@@ -54,11 +57,7 @@ def _postgres_presence(url: str, create: bool) -> PresenceStore:
 
 
 def _need_psycopg() -> None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(f"the PostgreSQL store needs psycopg 3 ({exc}); install it with "
-                          "pip install 'ttg[postgres]'.") from exc
+    need("psycopg", "postgres", "the PostgreSQL store")
 
 
 _STORES: dict[str, Callable[[str, bool], ResultStore]] = {

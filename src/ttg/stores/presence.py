@@ -57,11 +57,18 @@ class WorkerBeat:
     leases: tuple[tuple[str, int, int], ...] = ()
     #: "running", "stopping" or "stopped"
     state: str = "running"
+    #: ``(sweep, reason)`` of the sweeps whose chunks it leaves to other workers lately
+    #: (not allowed, cannot import the function, another secret...)
+    refusing: tuple[tuple[str, str], ...] = ()
+    #: ``(sweep, chunks)``: how many chunks of each sweep its children finished since it
+    #: started (the MAX_LEASES sweeps worked on last)
+    worked: tuple[tuple[str, int], ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         return {"worker": self.worker, "host": self.host, "pid": self.pid, "started": self.started,
                 "beat": self.beat, "interval": self.interval, "children": self.children,
-                "chunks": self.chunks, "leases": [list(x) for x in self.leases], "state": self.state}
+                "chunks": self.chunks, "leases": [list(x) for x in self.leases], "state": self.state,
+                "refusing": [list(x) for x in self.refusing], "worked": [list(x) for x in self.worked]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_record(), separators=(",", ":"))
@@ -71,7 +78,8 @@ class WorkerBeat:
         return cls(str(r["worker"]), str(r["host"]), int(r["pid"]), float(r["started"]), float(r["beat"]),
                    float(r["interval"]), int(r.get("children", 0)), int(r.get("chunks", 0)),
                    tuple((str(s), int(a), int(b)) for s, a, b in r.get("leases", ())),
-                   str(r.get("state", "running")))
+                   str(r.get("state", "running")), tuple((str(s), str(w)) for s, w in r.get("refusing", ())),
+                   tuple((str(s), int(n)) for s, n in r.get("worked", ())))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> WorkerBeat:
@@ -80,6 +88,10 @@ class WorkerBeat:
     def sweeps(self) -> set[str]:
         """The sweeps it holds leases on now."""
         return {s for s, _, _ in self.leases}
+
+    def worked_on(self, sweep_id: str) -> int:
+        """Chunks of this sweep its children finished."""
+        return sum(n for s, n in self.worked if s == sweep_id)
 
 
 def liveness(beat: WorkerBeat, now: float) -> str:

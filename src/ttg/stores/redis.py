@@ -1,6 +1,7 @@
 """The Redis result store: for moderate result volumes shared by many machines.
 
-Keys:
+Keys (each under ``NAME:`` too when the URL says ``?prefix=NAME``, as the
+broker's: drivers/redis.py):
 
 ``ttg:s:{sweep}``      hash: ``record`` (JSON), ``state``, ``created``, ``updated``
                        and the exact counters ``ok``, ``error``, ``crashed``, ``timeout``.
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..core.records import STATUSES, ChunkRecords
 from ..core.sweep import Sweep
-from ..drivers.redis import connect, guarded
+from ..drivers.redis import Keyspace
 from ..errors import StoreUnavailable
 from .base import Progress, ResultStore, SweepInfo
 from .presence import PRUNE_SECONDS, PresenceStore, WorkerBeat
@@ -100,30 +101,28 @@ class RedisStore(ResultStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.r = connect(url, StoreUnavailable)
-        self._commit = self.r.register_script(_COMMIT)
-        self._replace_script = self.r.register_script(_REPLACE)
-
-    def _do(self, fn: Callable[[], Any]) -> Any:
-        return guarded(self.url, StoreUnavailable, fn)
+        self.db = Keyspace(url, StoreUnavailable)
+        self.r, self.ns, self._do = self.db.r, self.db.ns, self.db.do
+        self._commit = self.db.script(_COMMIT)
+        self._replace_script = self.db.script(_REPLACE)
 
     def _save_sweep(self, sweep: Sweep, *, created: bool) -> None:
         def save() -> None:
             pipe = self.r.pipeline(transaction=True)
-            pipe.hset(f"ttg:s:{sweep.id}", mapping={"record": json.dumps(sweep.to_record()),
+            pipe.hset(f"{self.ns}s:{sweep.id}", mapping={"record": json.dumps(sweep.to_record()),
                                                     "state": "active", "updated": time.time()})
-            pipe.hsetnx(f"ttg:s:{sweep.id}", "created", sweep.created)
-            pipe.zadd("ttg:sweeps", {sweep.id: sweep.created}, nx=True)
+            pipe.hsetnx(f"{self.ns}s:{sweep.id}", "created", sweep.created)
+            pipe.zadd(f"{self.ns}sweeps", {sweep.id: sweep.created}, nx=True)
             pipe.execute()
 
         self._do(save)
 
     def find(self, sweep_id: str) -> Sweep | None:
-        raw = self._do(lambda: self.r.hget(f"ttg:s:{sweep_id}", "record"))
+        raw = self._do(lambda: self.r.hget(f"{self.ns}s:{sweep_id}", "record"))
         return Sweep.from_record(json.loads(raw)) if raw else None
 
     def sweeps(self) -> list[SweepInfo]:
-        ids = [i.decode() for i in self._do(lambda: self.r.zrevrange("ttg:sweeps", 0, -1))]
+        ids = [i.decode() for i in self._do(lambda: self.r.zrevrange(f"{self.ns}sweeps", 0, -1))]
         out = []
         for sweep_id in ids:
             h = self._hash(sweep_id)
@@ -136,10 +135,11 @@ class RedisStore(ResultStore):
 
     def state(self, sweep_id: str) -> str:
         self.sweep(sweep_id)
-        return str(self._do(lambda: self.r.hget(f"ttg:s:{sweep_id}", "state")).decode())
+        return str(self._do(lambda: self.r.hget(f"{self.ns}s:{sweep_id}", "state")).decode())
 
     def set_state(self, sweep_id: str, state: str) -> None:
-        self._do(lambda: self.r.hset(f"ttg:s:{sweep_id}", mapping={"state": state, "updated": time.time()}))
+        now = time.time()
+        self._do(lambda: self.r.hset(f"{self.ns}s:{sweep_id}", mapping={"state": state, "updated": now}))
 
     def commit(self, sweep_id: str, records: ChunkRecords) -> bool:
         counts = records.counts()
@@ -151,8 +151,8 @@ class RedisStore(ResultStore):
     def committed_ranges(self, sweep_id: str, start: int, stop: int) -> list[tuple[int, int]]:
         def read() -> list[bytes]:
             pipe = self.r.pipeline(transaction=False)
-            pipe.zrevrangebyscore(f"ttg:r:{sweep_id}", f"({start}", "-inf", start=0, num=1)
-            pipe.zrangebyscore(f"ttg:r:{sweep_id}", start, f"({stop}")
+            pipe.zrevrangebyscore(f"{self.ns}r:{sweep_id}", f"({start}", "-inf", start=0, num=1)
+            pipe.zrangebyscore(f"{self.ns}r:{sweep_id}", start, f"({stop}")
             before, inside = pipe.execute()
             return [*before, *inside]
 
@@ -168,11 +168,11 @@ class RedisStore(ResultStore):
         return _progress(sweep.total, self._hash(sweep_id))
 
     def _hash(self, sweep_id: str) -> dict[bytes, bytes]:
-        h: dict[bytes, bytes] = self._do(lambda: self.r.hgetall(f"ttg:s:{sweep_id}"))
+        h: dict[bytes, bytes] = self._do(lambda: self.r.hgetall(f"{self.ns}s:{sweep_id}"))
         return h
 
     def chunks(self, sweep_id: str, *, failed_only: bool = False) -> Iterator[ChunkRecords]:
-        index = f"ttg:fail:{sweep_id}" if failed_only else f"ttg:r:{sweep_id}"
+        index = f"{self.ns}fail:{sweep_id}" if failed_only else f"{self.ns}r:{sweep_id}"
         at = "-inf"
         while True:  # pages of 64 chunks: memory stays proportional to a page
             page = self._page(sweep_id, index, at)
@@ -187,7 +187,7 @@ class RedisStore(ResultStore):
         def read() -> list[tuple[tuple[int, int], bytes | None]]:
             members: list[bytes] = self.r.zrangebyscore(index, at, "+inf", start=0, num=64)  # type: ignore[assignment]
             ranges = [_range(m) for m in members]
-            blobs: list[bytes | None] = (self.r.hmget(f"ttg:d:{sweep_id}", [a for a, _ in ranges])  # type: ignore[assignment]
+            blobs: list[bytes | None] = (self.r.hmget(f"{self.ns}d:{sweep_id}", [a for a, _ in ranges])  # type: ignore[assignment]
                                          if ranges else [])
             return list(zip(ranges, blobs, strict=True))
 
@@ -212,18 +212,16 @@ class RedisPresence(PresenceStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.r = connect(url, StoreUnavailable)
-        self._beat = self.r.register_script(_BEAT)
-
-    def _do(self, fn: Callable[[], Any]) -> Any:
-        return guarded(self.url, StoreUnavailable, fn)
+        self.db = Keyspace(url, StoreUnavailable)
+        self.r, self.ns, self._do = self.db.r, self.db.ns, self.db.do
+        self._beat = self.db.script(_BEAT)
 
     def beat(self, info: WorkerBeat) -> None:
         args = [info.worker, info.to_json(), repr(info.beat), repr(info.beat - PRUNE_SECONDS)]
         self._do(lambda: self._beat(keys=[], args=args))
 
     def workers(self) -> list[WorkerBeat]:
-        raw: dict[bytes, bytes] = self._do(lambda: self.r.hgetall("ttg:workers"))
+        raw: dict[bytes, bytes] = self._do(lambda: self.r.hgetall(f"{self.ns}workers"))
         beats = [WorkerBeat.from_json(v) for v in raw.values()]
         return sorted(beats, key=lambda b: (-b.beat, b.worker))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 
 class FakeClock:
@@ -28,3 +29,21 @@ class FakeClock:
     def jump(self, seconds: float) -> None:
         with self._lock:
             self._wall += seconds
+
+
+class SteppedClock:
+    """The real clocks, with the wall clock stepped when told (``step``): what a live
+    worker sees when its host's time is stepped (NTP, a laptop resuming), while
+    time goes on passing. Its monotonic clock is the host's, which never steps."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def step(self, seconds: float) -> None:
+        self.offset += seconds

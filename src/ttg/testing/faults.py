@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..brokers.base import Broker, DeadLetter, Lease, QueueStats
@@ -98,13 +98,15 @@ class FaultyBroker(Broker):
         self.faults.before("submit")
         return self.inner.submit(sweep_id, items, priority=priority)
 
-    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None,
+              skip: Collection[str] = ()) -> Lease | None:
         self.faults.before("lease")
-        return self.inner.lease(worker_id, timeout=timeout, sweep_id=sweep_id)
+        return self.inner.lease(worker_id, timeout=timeout, sweep_id=sweep_id, skip=skip)
 
-    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
+    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None,
+                      skip: Collection[str] = ()) -> Lease | None:
         self.faults.before("ack_and_lease")
-        return self.inner.ack_and_lease(done, worker_id, sweep_id=sweep_id)
+        return self.inner.ack_and_lease(done, worker_id, sweep_id=sweep_id, skip=skip)
 
     def extend(self, lease: Lease) -> Lease:
         self.faults.before("extend")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from ..brokers.base import Broker, DeadLetter, Lease, QueueStats, poll
@@ -72,13 +72,15 @@ class MemoryBroker(Broker):
                     new += 1
             return new
 
-    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
-        return poll(lambda: self._try_lease(sweep_id), timeout, 0.005)
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None,
+              skip: Collection[str] = ()) -> Lease | None:
+        return poll(lambda: self._try_lease(sweep_id, skip), timeout, 0.005)
 
-    def _try_lease(self, sweep_id: str | None) -> Lease | None:
-        now = self.clock.time()
+    def _try_lease(self, sweep_id: str | None, skip: Collection[str]) -> Lease | None:
+        now = self.clock.monotonic()
         with self._q.lock:
-            mine = [e for e in self._q.chunks.values() if sweep_id is None or e.sweep == sweep_id]
+            mine = [e for e in self._q.chunks.values()
+                    if (sweep_id is None or e.sweep == sweep_id) and e.sweep not in skip]
             expired = [e for e in mine if e.token is not None and e.deadline < now]
             if expired:
                 entry = min(expired, key=lambda e: e.deadline)
@@ -104,7 +106,7 @@ class MemoryBroker(Broker):
             if entry is None:
                 raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost; another worker "
                                 "has the chunk (or it was acked or cancelled).")
-            entry.deadline = self.clock.time() + self.lease_seconds
+            entry.deadline = self.clock.monotonic() + self.lease_seconds
             return replace(lease, deadline=entry.deadline)
 
     def ack(self, lease: Lease) -> None:
@@ -121,7 +123,7 @@ class MemoryBroker(Broker):
                 del self._q.chunks[(lease.sweep_id, lease.chunk.start, lease.chunk.stop)]
                 return
             entry.token = None
-            entry.ready_at = self.clock.time() + delay
+            entry.ready_at = self.clock.monotonic() + delay
             if failure is not None:
                 entry.failures += 1
                 entry.last_failure = failure

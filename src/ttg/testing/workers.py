@@ -25,7 +25,7 @@ from ..brokers.base import Broker
 from ..core.codec import Codec
 from ..stores.base import ResultStore
 from ..worker.child import ChildOptions
-from ..worker.process import CLEAN_EXITS, run_child
+from ..worker.process import CLEAN_EXITS, child_outcome, run_child
 from ..worker.protocol import ChildPipe
 from ..worker.slots import ChildProcess
 from .faults import FaultyBroker, FaultyStore
@@ -93,8 +93,10 @@ class ThreadChild:
 
 
 class ThreadLauncher:
-    def __init__(self, broker: Broker, open_store: Callable[[], ResultStore], options: ChildOptions,
-                 codec: Codec | None = None) -> None:
+    def __init__(self, broker: Broker | Callable[[], Broker], open_store: Callable[[], ResultStore],
+                 options: ChildOptions, codec: Codec | None = None) -> None:
+        """``broker``: the client every child shares (the in-memory broker), or how to
+        open one of its own (a broker whose client is not for several threads)."""
         self.broker, self.open_store, self.options = broker, open_store, options
         self.codec = codec or Codec()
         self.children: list[ThreadChild] = []
@@ -102,11 +104,13 @@ class ThreadLauncher:
     def start(self, number: int, conn: Connection, beacon: memoryview) -> ChildProcess:
         def body(child: ThreadChild) -> str:
             pipe = _GuardedPipe(conn, child)
-            broker, store = FaultyBroker(self.broker), FaultyStore(self.open_store())
+            own = self.broker if isinstance(self.broker, Broker) else self.broker()
+            broker, store = FaultyBroker(own), FaultyStore(self.open_store())
             broker.faults.guard = store.faults.guard = child.check
             try:
-                reason = run_child(broker, store, self.codec, self.options, pipe, beacon)
-                pipe.bye(reason)
+                loop = (broker, store, self.codec, self.options, pipe, beacon)
+                reason, detail = child_outcome(lambda: run_child(*loop))
+                pipe.bye(reason, detail)
                 return reason
             finally:
                 store.inner.close()

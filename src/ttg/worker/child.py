@@ -13,18 +13,15 @@ On a store over the network (``ResultStore.concurrent_commit``) a chunk's
 commit runs in a thread of the child while the next chunk computes, so the
 server's round trip and write do not stand between two chunks. The
 committing chunk stays leased until its commit returns and it is acked (with
-the lease request after that), so a child holds at most two chunks (three
-when its broker relays through the supervisor and leases one ahead:
-proxy.py), and one that dies
-leaves them all to be redelivered: a committed one is acked without computing,
-and only the computing one counts a failed attempt.
+the lease request after that), so a child holds at most two chunks (three when
+its broker relays through the supervisor and leases one ahead: proxy.py), and
+one that dies leaves them all to be redelivered: a committed one is acked
+without computing, and only the computing one counts a failed attempt.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import resource
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,13 +33,19 @@ from ..core import funcref
 from ..core.chunking import Chunk, remainder_pieces
 from ..core.codec import Codec
 from ..core.records import ChunkRecords, failed_record
-from ..core.retry import Isolated, Split, decide
-from ..errors import BadMessage, FunctionError, NotAllowed, SpecError, TtgError
-from ..spaces import Space, space_from_spec
+from ..core.retry import Isolated, SetAside, Split, decide
+from ..errors import (
+    BrokerError,
+    StoreError,
+    TtgError,
+)
+from ..spaces import Space
 from ..stores.base import ResultStore
 from .compute import Beacon, make_storable, run_batch, run_points
 from .events import Events
+from .gate import Gate, Refusals, Unrunnable
 from .pace import LONG_SECONDS
+from .task import Task, batch_input, rows_to_columns, rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class Reporter(Protocol):
     def computed(self, lease: Lease) -> None:
         """The function is done with this chunk; its results are being committed."""
     def finished(self, lease: Lease) -> None: ...
+    def refused(self, lease: Lease, reason: str) -> None:
+        """This child gave the chunk back, leaving its sweep to other workers, for ``reason``."""
     def stop_requested(self) -> bool: ...
 
 
@@ -72,44 +77,11 @@ class ChildOptions:
     poll_seconds: float = 0.5
     #: Send the supervisor a summary of each chunk (for its metrics; events.Tally).
     report_chunks: bool = False
-
-
-@dataclass(frozen=True)
-class Task:
-    """A decoded chunk message."""
-
-    sweep_id: str
-    chunk: Chunk
-    fn: str
-    space: dict[str, Any] | None
-    rows: list[Any] | None
-    batched: bool
-    timeout: float | None
-    max_attempts: int
-    auto: float | None
-    raw: dict[str, Any]
-
-    @classmethod
-    def parse(cls, body: Any, lease: Lease) -> Task:
-        try:
-            chunk = Chunk(int(body["start"]), int(body["stop"]))
-            task = cls(str(body["sweep"]), chunk, str(body["fn"]), body.get("space"), body.get("rows"),
-                       bool(body.get("batched")), _seconds(body.get("timeout")),
-                       int(body.get("max_attempts") or 3), body.get("auto"), body)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadMessage(f"malformed chunk message ({type(exc).__name__}: {exc}).") from exc
-        if task.sweep_id != lease.sweep_id or task.chunk != lease.chunk:
-            raise BadMessage(f"message names sweep {task.sweep_id} {task.chunk} but was queued as "
-                             f"{lease.sweep_id} {lease.chunk} (replayed into another sweep?).")
-        if (task.space is None) == (task.rows is None):
-            raise BadMessage("chunk message needs exactly one of 'space' or 'rows'.")
-        return task
-
-    def body_for(self, piece: Chunk) -> dict[str, Any]:
-        body = dict(self.raw, start=piece.start, stop=piece.stop)
-        if self.rows is not None:
-            body["rows"] = self.rows[piece.start - self.chunk.start:piece.stop - self.chunk.start]
-        return body
+    #: The function's prints go to stderr (``ttg run``: stdout carries TTG's own output).
+    prints_to_stderr: bool = False
+    #: Seconds to wait after each failed try while the broker or the store cannot be
+    #: reached (the last one repeats).
+    outage_waits: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
 class ChildLoop:
@@ -120,11 +92,17 @@ class ChildLoop:
         self.reporter = reporter
         self.events = events or Events()
         self.beacon = beacon
-        self._functions: dict[str, Callable[[Any], Any]] = {}
-        self._spaces: dict[str, Space] = {}
+        self.gate = Gate(codec, options.allow, store, before_store=self._settle)
         self.chunks_done = 0
         #: chunks whose results are committed, to ack with the next lease
         self._unacked: list[Lease] = []
+        #: the chunk being handled now
+        self._current: Lease | None = None
+        #: after an outage: chunks to give back uncounted ("release") or to ack ("ack")
+        self._backlog: list[tuple[Lease, str]] = []
+        #: failed tries in a row (0: the broker and the store answer)
+        self._outages = 0
+        self.refusals = Refusals()
         #: a chunk being committed in the background: (lease, sweep id, its commit)
         self._pending: tuple[Lease, str, Future[list[ChunkRecords]]] | None = None
         self._committer = (ThreadPoolExecutor(1, thread_name_prefix="ttg-commit")
@@ -144,29 +122,97 @@ class ChildLoop:
                     self._committer.shutdown()
 
     def _loop(self) -> str:
-        o = self.options
         while True:
+            try:
+                reason = self._turn()
+                self._outages = 0
+            except (StoreError, BrokerError) as exc:
+                reason = self._outage(exc)
+            if reason is not None:
+                return reason
+
+    def _turn(self) -> str | None:
+        """One chunk (or one empty poll); returns why to stop, or None to go on."""
+        o = self.options
+        if self.reporter.stop_requested():
+            return "stop"
+        self._retry_backlog()
+        lease = self._next_lease()
+        if lease is not None and self.reporter.stop_requested():
+            self.broker.release(lease)  # handed out as the stop came: back, uncounted
+            return "stop"
+        if lease is None:
+            self._settle()  # nothing to compute meanwhile: finish the commit, ack it now
+            self._flush_ack()
+            if o.burst and self._drained():
+                return "drained"
+            return None
+        self._current = lease
+        self.events.chunk_leased(lease)
+        outcome = self.handle(lease)
+        self.events.chunk_finished(lease, outcome)
+        self._current = None
+        if outcome == "refused":
+            return None  # (it leases none of that sweep for a while: gate.Refusals)
+        if lease.sweep_id in self.refusals.reasons:
+            self.refusals.ran(lease.sweep_id)
+        if not self._holds(lease):
+            self.reporter.finished(lease)
+        self.chunks_done += 1
+        if o.max_chunks and self.chunks_done >= o.max_chunks:
+            return "recycle"
+        if o.max_memory_mb and rss_mb() > o.max_memory_mb:
+            return "recycle"
+        return None
+
+    def _outage(self, exc: TtgError) -> str | None:
+        """The broker or the store failed: never the chunks' fault. What this child was
+        computing or committing goes back without counting an attempt (now, or once
+        the broker answers again: until then the supervisor keeps extending it); then
+        it waits, longer after each failed try, and goes on. Returns "stop" when told
+        to stop meanwhile."""
+        back = []
+        if self._pending is not None:
+            lease, sweep_id, commit = self._pending
+            self._pending = None
+            try:
+                for rec in commit.result():
+                    self.events.committed(sweep_id, rec)
+                self._unacked.append(lease)
+            except TtgError:
+                back.append(lease)
+        if self._current is not None:
+            back.append(self._current)
+            self.reporter.computed(self._current)  # not computing it any more: held, uncounted
+            self._current = None
+        self._backlog += [(lease, "release") for lease in back]
+        waits = self.options.outage_waits
+        wait = waits[min(self._outages, len(waits) - 1)]
+        self._outages += 1
+        log.log(logging.WARNING if self._outages == 1 else logging.DEBUG,
+                "%s; %d chunk(s) go back uncounted; trying again in %g s", exc, len(back), wait)
+        return "stop" if self._pause(wait) else None
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait, hearing the supervisor; True when told to stop meanwhile."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
             if self.reporter.stop_requested():
-                return "stop"
-            lease = self._next_lease()
-            if lease is not None and self.reporter.stop_requested():
-                self.broker.release(lease)  # handed out as the stop came: back, uncounted
-                return "stop"
-            if lease is None:
-                self._settle()  # nothing to compute meanwhile: finish the commit, ack it now
-                self._flush_ack()
-                if o.burst and self._drained():
-                    return "drained"
-                continue
-            self.events.chunk_leased(lease)
-            self.events.chunk_finished(lease, self.handle(lease))
-            if not self._holds(lease):
-                self.reporter.finished(lease)
-            self.chunks_done += 1
-            if o.max_chunks and self.chunks_done >= o.max_chunks:
-                return "recycle"
-            if o.max_memory_mb and _rss_mb() > o.max_memory_mb:
-                return "recycle"
+                return True
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+        return False
+
+    def _retry_backlog(self) -> None:
+        """Give back (or ack) what an outage left, oldest first; raises while the broker
+        still cannot be reached."""
+        while self._backlog:
+            lease, action = self._backlog[0]
+            if action == "ack":
+                self.broker.ack(lease)
+            else:
+                self.broker.release(lease)
+            self._backlog.pop(0)
+            self.reporter.finished(lease)
 
     def _next_lease(self) -> Lease | None:
         """The next chunk. A computed chunk's ack waits until here, so that it goes
@@ -174,14 +220,19 @@ class ChildLoop:
         results are committed already, so a worker that dies in between only
         leaves a chunk that is redelivered and acked without computing."""
         o = self.options
+        skip = self.refusals.skipped()
         if self._unacked:
             done = self._unacked.pop()
             self._flush_ack()  # (more than one only after a skipped chunk)
-            lease = self.broker.ack_and_lease(done, o.worker_id, sweep_id=o.sweep_id)
+            try:
+                lease = self.broker.ack_and_lease(done, o.worker_id, sweep_id=o.sweep_id, skip=skip)
+            except BrokerError:
+                self._backlog.append((done, "ack"))  # committed: acked once the broker answers again
+                raise
             self.reporter.finished(done)
             if lease is not None:
                 return lease
-        return self.broker.lease(o.worker_id, timeout=o.poll_seconds, sweep_id=o.sweep_id)
+        return self.broker.lease(o.worker_id, timeout=o.poll_seconds, sweep_id=o.sweep_id, skip=skip)
 
     def _flush_ack(self) -> None:
         while self._unacked:
@@ -189,8 +240,9 @@ class ChildLoop:
             try:
                 self.broker.ack(done)
                 self.reporter.finished(done)
-            except TtgError as exc:  # committed: it comes back and is acked without computing
+            except TtgError as exc:  # committed: acked once the broker answers again
                 log.warning("could not ack %s %s: %s", done.sweep_id, done.chunk, exc)
+                self._backlog.append((done, "ack"))
 
     def _holds(self, lease: Lease) -> bool:
         """Whether ``lease`` is still to be acked (committing, or committed and unacked)."""
@@ -199,33 +251,45 @@ class ChildLoop:
 
     def _settle(self) -> None:
         """Wait for the commit running in the background, if any (re-raising its
-        error); its chunk is then acked with the next lease request. Called before
-        any other use of the store, which is never used by two threads at once."""
+        error, the chunk still pending: ``_outage`` gives it back); its chunk is then
+        acked with the next lease request. Called before any other use of the
+        store, which is never used by two threads at once."""
         if self._pending is None:
             return
         lease, sweep_id, commit = self._pending
+        done = commit.result()
         self._pending = None
-        for rec in commit.result():
+        for rec in done:
             self.events.committed(sweep_id, rec)
         self._unacked.append(lease)
 
     def _drained(self) -> bool:
-        """Nothing left for a burst worker: nothing queued or leased anywhere."""
+        """Nothing left for a burst worker: nothing queued or leased anywhere but in
+        sweeps it leaves to other workers."""
         self._settle()
-        return not self.broker.stats(self.options.sweep_id).active
+        only = self.options.sweep_id
+        active = self.broker.stats(only).active
+        left = [s for s in self.refusals.reasons if only in (None, s)]
+        return active - sum(self.broker.stats(s).active for s in left) <= 0
 
     def handle(self, lease: Lease) -> str:
         """Handle one leased chunk: its results end committed (or it ends split,
-        released or dead-lettered) before this returns. Returns how (events.OUTCOMES)."""
+        released or dead-lettered) before this returns. Returns how (events.OUTCOMES).
+
+        A chunk no worker can run is dead-lettered; one that another worker may
+        run goes back uncounted, and this child waits before it leases again
+        (``refused``): gate.py says which is which."""
         try:
-            task = Task.parse(self.codec.decode(lease.body), lease)
-            self.options.allow.check(task.fn)
-        except (BadMessage, NotAllowed) as exc:
-            log.warning("rejecting %s %s: %s", lease.sweep_id, lease.chunk, exc)
-            self.broker.dead_letter(lease, str(exc))
-            return "rejected"
+            task = self.gate.task(lease)
+        except Unrunnable as no:
+            return self._unrunnable(lease, no)
         self.reporter.leased(lease, task.timeout)
-        decision = decide(lease.chunk, lease.failures, task.max_attempts, lease.last_failure)
+        signed = self.codec.signed_failures(lease.sweep_id, lease.chunk, lease.last_failure)
+        decision = decide(lease.chunk, lease.failures, task.max_attempts, lease.last_failure, signed)
+        if isinstance(decision, SetAside):
+            log.warning("setting %s %s aside: %s", lease.sweep_id, lease.chunk, decision.reason)
+            self.broker.dead_letter(lease, decision.reason)
+            return "isolated"
         if isinstance(decision, Split):
             self._requeue(task, lease, decision.pieces)
             self.broker.ack(lease)
@@ -242,12 +306,10 @@ class ChildLoop:
 
     def _compute(self, task: Task, lease: Lease) -> str:
         try:
-            fn = self._function(task.fn)
-            space = None if task.rows is not None else self._space(task)
-        except (FunctionError, SpecError) as exc:
-            log.error("cannot run %s %s: %s", task.sweep_id, task.chunk, exc)
-            self.broker.dead_letter(lease, str(exc))
-            return "unrunnable"
+            fn = self.gate.function(task.fn)
+            space = None if task.rows is not None else self.gate.space(task)
+        except Unrunnable as no:
+            return self._unrunnable(lease, no)
         outcome = "skipped"  # everything was committed already
         parts = self._to_compute(task, lease)
         for part in parts:
@@ -275,6 +337,22 @@ class ChildLoop:
             self._commit_now(task.sweep_id, rec)
         self._unacked.append(lease)
         return outcome
+
+    def _unrunnable(self, lease: Lease, no: Unrunnable) -> str:
+        """Dead-letter a chunk nobody can run; leave one that another worker may run
+        to the others: back at once, uncounted (and its sweep skipped for a while)."""
+        reason = str(no)
+        if no.nobody:
+            log.warning("rejecting %s %s: %s", lease.sweep_id, lease.chunk, reason)
+            self.broker.dead_letter(lease, reason)
+            return "rejected"
+        new = self.refusals.left(lease, reason)
+        self.broker.release(lease)
+        if new:
+            log.warning("leaving the chunks of %s to other workers: %s", lease.sweep_id, reason)
+        log.debug("gave %s %s back", lease.sweep_id, lease.chunk)
+        self.reporter.refused(lease, reason)
+        return "refused"
 
     def _commit_now(self, sweep_id: str, rec: ChunkRecords) -> None:
         for piece in self._commit(sweep_id, rec):
@@ -307,9 +385,9 @@ class ChildLoop:
             points: Any = task.rows[offset:offset + len(part)]
         else:
             assert space is not None
-            points = _batch_input(space, part) if task.batched else space.points(part.start, part.stop)
+            points = batch_input(space, part) if task.batched else space.points(part.start, part.stop)
         if task.batched:
-            batch = _rows_to_columns(points) if task.rows is not None else points
+            batch = rows_to_columns(points) if task.rows is not None else points
             values, durations, errors = run_batch(fn, batch, len(part), part.start, self.beacon)
         else:
             deadline = None if task.auto is None else time.perf_counter() + task.auto
@@ -340,44 +418,3 @@ class ChildLoop:
     def _requeue(self, task: Task, lease: Lease, pieces: list[Chunk]) -> None:
         items = [(p, self.codec.encode(task.body_for(p))) for p in pieces]
         self.broker.submit(task.sweep_id, items, priority=lease.priority)
-
-    def _function(self, ref: str) -> Callable[[Any], Any]:
-        if ref not in self._functions:
-            self._functions[ref] = funcref.resolve(ref)
-        return self._functions[ref]
-
-    def _space(self, task: Task) -> Space:
-        if task.sweep_id not in self._spaces:
-            assert task.space is not None
-            self._spaces[task.sweep_id] = space_from_spec(task.space)
-        return self._spaces[task.sweep_id]
-
-
-def _seconds(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def _batch_input(space: Space, part: Chunk) -> Any:
-    """A chunk's points for a batched function: an int array for a range space,
-    else a dict of column arrays."""
-    import numpy as np
-
-    cols = space.columns(part.start, part.stop)
-    if space.kind == "range":
-        return np.asarray(next(iter(cols.values())))
-    return {name: np.asarray(values) for name, values in cols.items()}
-
-
-def _rows_to_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    import numpy as np
-
-    names = list(rows[0]) if rows else []
-    return {name: np.asarray([r.get(name) for r in rows]) for name in names}
-
-
-def _rss_mb() -> float:
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # not Linux: the peak is the best we have
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

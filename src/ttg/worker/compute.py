@@ -35,7 +35,8 @@ def run_points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, beac
     ``time.perf_counter()`` value) has passed, leaving the rest to the caller.
 
     Returns values, durations in nanoseconds, and errors by offset (None when
-    there were none). Exceptions raised by ``fn`` (including SystemExit) become
+    there were none). Exceptions raised by ``fn`` (SystemExit and KeyboardInterrupt too: a
+    child ignores SIGINT, so one can only come from the function) become
     that point's error. The first ``PROBE`` points are timed one by one; if they
     average under ``FAST_NS``, the rest is timed as a stretch and each of its
     points gets the stretch's mean duration.
@@ -67,7 +68,7 @@ def _timed(fn: Callable[[Any], Any], points: Sequence[Any], first: int, stop: in
         beacon[0] = start + k + 1
         try:
             value = fn(points[k])
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
             errors[k] = describe(exc)
             value = None
         t1 = now()
@@ -92,7 +93,7 @@ def _stretch(fn: Callable[[Any], Any], points: Sequence[Any], first: int, start:
         beacon[0] = start + k + 1
         try:
             add_value(fn(points[k]))
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
             errors[k] = describe(exc)
             add_value(None)
         if not k & 1023 and now() > limit:
@@ -111,7 +112,7 @@ def run_batch(fn: Callable[[Any], Any], batch: Any, n: int, start: int,
     try:
         out = fn(batch)
         values = _as_rows(out, n)
-    except (Exception, SystemExit) as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
         err = describe(exc)
         beacon[0] = 0
         return [None] * n, [0] * n, dict.fromkeys(range(n), err)

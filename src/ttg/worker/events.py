@@ -34,7 +34,7 @@ POINT_BUCKETS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 0.005, 0.01, 0.05, 0
 CHUNK_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
                                     1800.0)
 #: How a child finished with a chunk (``chunk_finished``'s ``outcome``).
-OUTCOMES = ("computed", "skipped", "split", "isolated", "rejected", "unrunnable")
+OUTCOMES = ("computed", "skipped", "split", "isolated", "rejected", "refused")
 
 
 class Events:

@@ -38,7 +38,7 @@ class Heartbeat:
         """Extend what each child holds: the chunk it computes (a lost one stops the
         child) and the others (a lost one is only forgotten: its commit is refused
         or already done, and its ack finds nothing to ack)."""
-        now = self.broker.clock.time()
+        now = self.broker.clock.monotonic()
         self._failed = False
         for slot in slots:
             lease = slot.lease

@@ -14,7 +14,9 @@ per worker count as "other"):
 
 ttg_worker_points_total{sweep,status}            points committed by status (ok, error, crashed, timeout)
 ttg_worker_chunks_total{sweep,outcome}           chunks handled: computed, skipped (already committed),
-                                                 split, isolated, rejected, unrunnable, crashed, timeout, lost
+                                                 split, isolated, rejected (malformed or forged, dead-
+                                                 lettered), refused (not runnable here: left to other
+                                                 workers), crashed, timeout, lost
 ttg_worker_chunk_duration_seconds{sweep}         histogram: lease to ack of computed chunks
 ttg_worker_point_duration_seconds{sweep}         histogram: one call of the function
 ttg_worker_redeliveries_total{sweep,reason}      chunks leased again after a failed attempt
@@ -238,8 +240,10 @@ def serve(reg: CollectorRegistry, host: str, port: int) -> Callable[[], None]:
     return stop
 
 
-def run_observed(settings: Settings, options: ChildOptions, broker: Broker, host: str, port: int) -> None:
-    """Run a worker's supervisor (``ttg worker``) with its metrics served on HOST:PORT."""
+def run_observed(settings: Settings, options: ChildOptions, broker: Broker, host: str,
+                 port: int) -> Supervisor:
+    """Run a worker's supervisor (``ttg worker``) with its metrics served on HOST:PORT;
+    returns it, stopped."""
     from dataclasses import replace
 
     from .supervisor import Supervisor
@@ -257,3 +261,4 @@ def run_observed(settings: Settings, options: ChildOptions, broker: Broker, host
         supervisor.run()
     finally:
         stop()
+    return supervisor

@@ -7,7 +7,9 @@ its leases and, when it dies, release them at once with the right account:
     Computed   the function is done with it; its results are being committed
     Finished   it is acked, released or dead-lettered: no longer the child's
     Report     a summary of a finished chunk, for the supervisor's metrics
-    Bye        why it is about to exit ("stop", "drained", "recycle", "restart")
+    Refused    it gave a chunk back, leaving its sweep to other workers, and why (presence)
+    Bye        why it is about to exit ("stop", "drained", "recycle", "restart", or
+               "fatal": nothing can go on, e.g. the disk is full; the detail says why)
     Call       a broker call for the supervisor to run (worker/proxy.py)
 
 and hears, from the supervisor:
@@ -53,8 +55,16 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Refused:
+    sweep_id: str
+    reason: str
+    token: str  # the chunk it gave back: no longer the child's
+
+
+@dataclass(frozen=True)
 class Bye:
     reason: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ class Reply:
     value: Any
 
 
-ToSupervisor = Leased | Computed | Finished | Report | Bye | Call
+ToSupervisor = Leased | Computed | Finished | Report | Refused | Bye | Call
 ToChild = Stop | Reply
 
 
@@ -106,8 +116,11 @@ class ChildPipe:
     def report(self, report: ChunkReport) -> None:
         self.send(Report(report))
 
-    def bye(self, reason: str) -> None:
-        self.send(Bye(reason))
+    def refused(self, lease: Lease, reason: str) -> None:
+        self.send(Refused(lease.sweep_id, reason, lease.token))
+
+    def bye(self, reason: str, detail: str = "") -> None:
+        self.send(Bye(reason, detail))
 
     def stop_requested(self) -> bool:
         while not self._stop and self.conn.poll():

@@ -15,7 +15,7 @@ waits at a busy child that another worker could start.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ class LeaseCall:
     worker_id: str
     sweep_id: str | None
     timeout: float
+    skip: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class AckAndLeaseCall:
     sweep_id: str | None
     #: how long the supervisor may wait for a chunk to answer (0: one try)
     wait: float
+    skip: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,16 @@ class ProxyBroker(Broker):
     def submit(self, sweep_id: str, items: Iterable[tuple[Chunk, bytes]], *, priority: int = 0) -> int:
         return int(self.pipe.call(SubmitCall(sweep_id, list(items), priority)))
 
-    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
-        return self._next(None, worker_id, timeout, sweep_id)
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None,
+              skip: Collection[str] = ()) -> Lease | None:
+        return self._next(None, worker_id, timeout, sweep_id, frozenset(skip))
 
-    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None) -> Lease | None:
-        return self._next(done, worker_id, 0.0, sweep_id)
+    def ack_and_lease(self, done: Lease, worker_id: str, *, sweep_id: str | None = None,
+                      skip: Collection[str] = ()) -> Lease | None:
+        return self._next(done, worker_id, 0.0, sweep_id, frozenset(skip))
 
-    def _next(self, done: Lease | None, worker_id: str, timeout: float, sweep_id: str | None) -> Lease | None:
+    def _next(self, done: Lease | None, worker_id: str, timeout: float, sweep_id: str | None,
+              skip: frozenset[str]) -> Lease | None:
         """The chunk asked for ahead, else one asked for now (``done`` acked first
         either way); then the request for the one after goes out, unless the last
         chunk took ``pace.LONG_SECONDS`` or more."""
@@ -135,8 +140,8 @@ class ProxyBroker(Broker):
             ahead, self._ahead = self._ahead, None
             got = self.pipe.result(ahead)  # usually there already
         if got is None:  # nothing was ready ahead: ask now and wait, as without it
-            request: Request = (AckAndLeaseCall(done, worker_id, sweep_id, 0.0) if done is not None
-                                else LeaseCall(worker_id, sweep_id, timeout))
+            request: Request = (AckAndLeaseCall(done, worker_id, sweep_id, 0.0, skip) if done is not None
+                                else LeaseCall(worker_id, sweep_id, timeout, skip))
             got = self.pipe.call(request)
             done = None
             if got is None:
@@ -147,8 +152,8 @@ class ProxyBroker(Broker):
                 self.pipe.call(AckCall(done))
             return got
         self._ahead = self.pipe.send_call(
-            AckAndLeaseCall(done, worker_id, sweep_id, self.ahead_wait) if done is not None
-            else LeaseCall(worker_id, sweep_id, self.ahead_wait))
+            AckAndLeaseCall(done, worker_id, sweep_id, self.ahead_wait, skip) if done is not None
+            else LeaseCall(worker_id, sweep_id, self.ahead_wait, skip))
         return got
 
     def extend(self, lease: Lease) -> Lease:
@@ -187,6 +192,7 @@ class _Waiting:
     worker_id: str
     sweep_id: str | None
     give_up: float
+    skip: frozenset[str]
 
 
 class ProxyServer:
@@ -226,7 +232,7 @@ class ProxyServer:
         else:
             wait = request.timeout
         self._waiting[slot.number] = _Waiting(seq, request.worker_id, request.sweep_id,
-                                              self.clock.monotonic() + wait)
+                                              self.clock.monotonic() + wait, request.skip)
 
     def _run(self, slot: Slot, request: Any) -> Any:
         b = self.broker
@@ -268,7 +274,7 @@ class ProxyServer:
                 slot.send(Reply(want.seq, True, None))
                 continue
             try:
-                lease = self.broker.lease(want.worker_id, timeout=0, sweep_id=want.sweep_id)
+                lease = self.broker.lease(want.worker_id, timeout=0, sweep_id=want.sweep_id, skip=want.skip)
             except TtgError as exc:
                 del self._waiting[number]
                 slot.send(Reply(want.seq, False, exc))

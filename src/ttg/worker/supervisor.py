@@ -32,6 +32,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from multiprocessing import Pipe
@@ -41,8 +42,9 @@ from typing import Any, Protocol
 
 from ..brokers.base import Broker, Lease
 from ..core.clock import SYSTEM, Clock
+from ..core.codec import Codec
 from ..core.retry import Failure
-from ..errors import BrokerError, TtgError
+from ..errors import BrokerError, DiskFull, TtgError
 from ..settings import Settings
 from ..stores.presence import MAX_LEASES, WorkerBeat
 from .beats import BeatWriter
@@ -51,7 +53,7 @@ from .events import Events
 from .heartbeat import Heartbeat
 from .pace import Pace
 from .process import ForkLauncher
-from .protocol import Bye, Call, Computed, Finished, Leased, Report, Stop, ToSupervisor
+from .protocol import Bye, Call, Computed, Finished, Leased, Refused, Report, Stop, ToSupervisor
 from .proxy import ProxyServer
 from .slots import ChildProcess, Slot
 
@@ -59,6 +61,9 @@ log = logging.getLogger(__name__)
 #: how often the loop hands the presence thread a fresh description of itself (each
 #: beat, every ``presence_seconds``, writes the latest)
 DESCRIBE_EVERY = 0.25
+#: a sweep whose chunks the children left to other workers within this many seconds is
+#: named in the presence beat (WorkerBeat.refusing)
+REFUSING_SECONDS = 60.0
 
 
 class Launcher(Protocol):
@@ -85,6 +90,7 @@ class Supervisor:
         self.slots: dict[int, Slot] = {}
         self.events = events or Events()
         self.heartbeat = Heartbeat(broker, self.events)
+        self.codec = Codec(settings.secret)
         self.proxy = ProxyServer(broker, clock)
         self.pace = Pace()
         broker.set_capacity(self.processes)
@@ -92,6 +98,8 @@ class Supervisor:
         self._stop_deadline = 0.0
         #: chunks not released while stopping, the broker being unreachable (see _release)
         self._unreleased = 0
+        #: chunks not released because the disk is full: tried again as the worker stops
+        self._unreleased_full: list[tuple[Lease, Failure | None]] = []
         #: SIGTERM/SIGINT received, and acted on (by the loop, see _on_signal)
         self._signals = self._signals_handled = 0
         self.restarts = 0
@@ -102,6 +110,12 @@ class Supervisor:
         self.worker_id = f"{self.host}-{os.getpid()}"
         self.started = clock.time()
         self.presence: BeatWriter | None = None
+        #: why a child said nothing can go on (the disk is full), or None
+        self.fatal: str | None = None
+        #: sweep -> chunks of it the children finished (the sweep worked on last, last)
+        self.worked: dict[str, int] = {}
+        #: sweep -> (why its chunks are left to other workers, when that last happened)
+        self.refusing: dict[str, tuple[str, float]] = {}
         self._described_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------
@@ -137,13 +151,9 @@ class Supervisor:
         self.stopping = True
         self._stop_deadline = now + (self.settings.grace_seconds if grace is None else grace)
         for slot in self.slots.values():
+            # an idle child sees it within its poll and exits, giving back any chunk it
+            # got meanwhile (killing it then would leave that chunk to lapse, counted)
             slot.send(Stop())
-            self._read(slot)
-            if slot.lease is None and not slot.held:
-                # idle (or leased a moment ago: then its chunk is released
-                # uncounted when its death is handled), so no need to wait for it
-                slot.killed_for_shutdown = True
-                slot.kill()
 
     def step(self) -> None:
         """One turn of the loop: wait a tick for the children, then act on what happened."""
@@ -195,9 +205,12 @@ class Supervisor:
     def _beat(self, state: str) -> WorkerBeat:
         """What this supervisor says of itself now (time set when written)."""
         leases = [(x.sweep_id, x.chunk.start, x.chunk.stop) for s in self.slots.values() for x in s.leases()]
+        lately = self.clock.monotonic() - REFUSING_SECONDS
+        refusing = tuple(sorted((s, why) for s, (why, at) in self.refusing.items() if at >= lately))
         return WorkerBeat(self.worker_id, self.host, os.getpid(), self.started, 0.0,
                           self.settings.presence_seconds, len(self.slots), self.chunks_done,
-                          tuple(sorted(leases)[:MAX_LEASES]), state)
+                          tuple(sorted(leases)[:MAX_LEASES]), state, refusing,
+                          tuple(list(self.worked.items())[-MAX_LEASES:]))
 
     # -- children ------------------------------------------------------------
 
@@ -224,12 +237,22 @@ class Supervisor:
                 if slot.computed(token):
                     self.pace.computed(self.clock.monotonic() - slot.started)
             case Finished(token):
+                held = next((x for x in slot.leases() if x.token == token), None)
+                if held is not None:
+                    self.worked[held.sweep_id] = self.worked.pop(held.sweep_id, 0) + 1  # (newest last)
                 slot.forget(token)  # (a proxied ack_and_lease may have done it already)
                 self.chunks_done += 1
             case Report(report):
                 self.events.chunk_report(report)
-            case Bye(reason):
+            case Refused(sweep_id, reason, token):
+                slot.forget(token)  # given back: not to extend, nor to release again
+                self.refusing[sweep_id] = (reason, self.clock.monotonic())
+            case Bye(reason, detail):
                 slot.retiring = reason
+                if reason == "fatal" and self.fatal is None:
+                    log.error("stopping: %s", detail)
+                    self.fatal = detail
+                    self.request_stop()
             case Call():
                 self.proxy.handle(slot, msg, self.slots, stopping=self.stopping)
 
@@ -241,11 +264,12 @@ class Supervisor:
         slot.conn.close()
         self.proxy.forget(slot)
         self._release_dead(slot, code)
-        if self.stopping or slot.retiring in ("drained", "stop"):
+        if self.stopping or slot.retiring in ("drained", "stop", "fatal"):
             return
-        if code != 0 or slot.retiring == "recycle":
-            self.restarts += 1
-            self._spawn(slot.number)
+        # anything else is replaced: recycled, stopped by an outage ("restart"), or gone
+        # without a word (a crash, whatever its exit status: os._exit(0) is one too)
+        self.restarts += 1
+        self._spawn(slot.number)
 
     def _release_dead(self, slot: Slot, code: int | None) -> None:
         """Release what a dead child held: the chunk it computed counts a failed
@@ -257,9 +281,16 @@ class Supervisor:
         if slot.lease is None:
             return
         failure = None
-        if not slot.killed_for_shutdown:
+        # neither a shutdown nor an outage ("restart": the broker or the store failed;
+        # "fatal": the disk is full) is the chunk's fault
+        if not slot.killed_for_shutdown and slot.retiring not in ("restart", "fatal"):
             index = slot.beacon[0] - 1 if slot.beacon[0] > 0 else None
             failure = slot.killed_for or Failure("crashed", describe_exit(code, index), index)
+            # with signing, the failure is signed as the chunk's next one a supervisor saw: only
+            # such a history may ever turn into a final record (retry.decide)
+            lease = slot.lease
+            before = self.codec.signed_failures(lease.sweep_id, lease.chunk, lease.last_failure) or 0
+            failure = self.codec.sign_failure(lease.sweep_id, lease.chunk, failure, before + 1)
             log.warning("child %s died on %s %s: %s", slot.number, slot.lease.sweep_id,
                         slot.lease.chunk, failure.reason)
             self.events.chunk_failed(slot.lease, failure)
@@ -278,6 +309,26 @@ class Supervisor:
         except BrokerError as exc:  # the lease will expire and come back anyway
             log.error("could not release %s %s: %s", lease.sweep_id, lease.chunk, exc)
             self.heartbeat.broker_down = True
+        except DiskFull:  # the embedded broker's disk: tried again before the worker exits
+            self._unreleased_full.append((lease, failure))
+
+    def _release_when_room(self) -> None:
+        """Give back what a full disk kept from being released, trying for the grace
+        period: were its lease left to lapse, the chunk would be charged an attempt
+        for the disk. What is still unreleased then is taken over when its lease
+        lapses (counted once, as a lost lease)."""
+        end = self.clock.monotonic() + self.settings.grace_seconds
+        while self._unreleased_full:
+            lease, failure = self._unreleased_full[0]
+            try:
+                self.broker.release(lease, failure=failure)
+                self._unreleased_full.pop(0)
+            except (DiskFull, BrokerError):
+                if self.clock.monotonic() >= end:
+                    log.error("%d chunk(s) not released: the disk stayed full; other workers take them "
+                              "over when their leases lapse", len(self._unreleased_full))
+                    return
+                time.sleep(0.5)
 
     def _check_pace(self) -> None:
         """Tell the broker when chunks turn long or short again (pace.py): a broker
@@ -318,6 +369,7 @@ class Supervisor:
             self._read(slot)
             self._release_dead(slot, slot.process.exitcode)
             self.slots.pop(slot.number, None)
+        self._release_when_room()
         if self._unreleased:
             log.error("%d chunk(s) not released: the broker cannot be reached; they go back to the "
                       "queue when their leases lapse (within %g s)", self._unreleased,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -90,8 +90,8 @@ class RabbitBroker(BrokerBackend):
         self.link.connect()
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> RabbitBroker:
-        return cls(url, settings.lease_seconds, poll_seconds=settings.poll_seconds)
+    def from_url(cls, url: str, settings: Settings, clock: Clock = SYSTEM) -> RabbitBroker:
+        return cls(url, settings.lease_seconds, poll_seconds=settings.poll_seconds, clock=clock)
 
     @classmethod
     def for_child(cls, url: str, settings: Settings, proxied: Callable[[], Broker]) -> Broker:
@@ -179,8 +179,9 @@ class RabbitBroker(BrokerBackend):
 
         return int(self.link.run(go))
 
-    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None) -> Lease | None:
-        return poll(lambda: self._try_lease(sweep_id), timeout, self.poll_seconds)
+    def lease(self, worker_id: str, *, timeout: float, sweep_id: str | None = None,
+              skip: Collection[str] = ()) -> Lease | None:
+        return poll(lambda: self._try_lease(sweep_id, skip), timeout, self.poll_seconds)
 
     def set_capacity(self, holders: int, *, long_chunks: bool = False) -> None:
         """Consume from each sweep queue leased from, with a prefetch of four chunks per
@@ -199,13 +200,17 @@ class RabbitBroker(BrokerBackend):
         elif was_long:
             log.info("chunks are short again: consuming ahead")
 
-    def _try_lease(self, sweep_id: str | None) -> Lease | None:
+    def _try_lease(self, sweep_id: str | None, skip: Collection[str] = ()) -> Lease | None:
         # read (which also sends the buffered acks, and so brings the next pushes) unless
         # chunks pushed already answer this request and the next, and it read a moment ago
         if self.prefetch.pushed(sweep_id) < 2 or time.monotonic() - self.link.read_at >= SERVICE_SECONDS:
             self.link.run(self.sweeps.listen)  # (also takes in what the consumers received)
         now = time.monotonic()
         for s in [sweep_id] if sweep_id else self.sweeps.ordered():
+            if s in skip:
+                if s in self.prefetch.consumers:  # its pushes go back, uncounted, for others
+                    self.link.run(partial(self.prefetch.stop, s))
+                continue
             raw = self.prefetch.take(s)
             got: Lease | None
             if raw is not None:  # pushed to us: no request needed (a delivery of a lost channel is forgotten)
@@ -264,8 +269,8 @@ class RabbitBroker(BrokerBackend):
         token = self.link.token(method.delivery_tag)
         self.deliveries.add(Delivery(token, sweep_id, chunk, body,
                                      pushed=isinstance(method, pika.spec.Basic.Deliver)))
-        return Lease(sweep_id, chunk, body, token, self.clock.time() + self.lease_seconds, failures, failure,
-                     priority)
+        return Lease(sweep_id, chunk, body, token, self.clock.monotonic() + self.lease_seconds, failures,
+                     failure, priority)
 
     def extend(self, lease: Lease) -> Lease:
         token = self.deliveries.current(lease.token)
@@ -273,11 +278,11 @@ class RabbitBroker(BrokerBackend):
             partial(self.queues.exists, queue_names(lease.sweep_id)[0]))
         token = self.deliveries.current(lease.token)  # (_do may have reconnected, or taken the chunk back)
         if self.deliveries.orphaned(token):  # lost to a consumer timeout: let it finish
-            return replace(lease, deadline=self.clock.time() + self.lease_seconds)
+            return replace(lease, deadline=self.clock.monotonic() + self.lease_seconds)
         if self.deliveries.held(token) is None or not exists:
             raise LeaseLost(f"lease on {lease.sweep_id} {lease.chunk} was lost (its connection closed, "
                             "or the sweep was cancelled).")
-        return replace(lease, deadline=self.clock.time() + self.lease_seconds)
+        return replace(lease, deadline=self.clock.monotonic() + self.lease_seconds)
 
     def ack(self, lease: Lease) -> None:
         token = self.deliveries.current(lease.token, done=True)

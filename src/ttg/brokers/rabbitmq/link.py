@@ -20,7 +20,7 @@ import pika
 import pika.exceptions
 
 from ...drivers.urls import redact
-from ...errors import BrokerUnavailable
+from ...errors import BrokerUnavailable, ConfigError
 from .management import vhost_of
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,11 @@ class Link:
         ``on_lost(why)``: ``run`` found that the server closed our channel; it must
         open a new one (``reopen_channel``)."""
         self.url = url
-        self.params = pika.URLParameters(url)
+        try:
+            self.params = pika.URLParameters(url)
+        except ValueError as exc:
+            raise ConfigError(f"the RabbitMQ URL {redact(url)} is malformed ({exc}); write it as "
+                              "amqp://user:password@host:port/vhost.") from exc
         if "heartbeat" not in parse_qs(urlsplit(url).query):  # the URL's ?heartbeat=S wins
             self.params.heartbeat = 20
         self.params.blocked_connection_timeout = 60

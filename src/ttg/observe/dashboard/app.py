@@ -17,6 +17,7 @@ With a token, every request must carry it: ``?token=...``, the header
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -85,8 +86,14 @@ class Handlers:
     def action(self, name: str) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             sid = request.path_params["sweep"]
-            body = await request.json() if request.headers.get("content-type") == "application/json" else {}
-            if request.headers.get("x-ttg-action") != name or body.get("confirm") != sid:
+            body: Any = {}
+            if request.headers.get("content-type") == "application/json":
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return JSONResponse({"error": "the request's body is not JSON."}, status_code=400)
+            if (request.headers.get("x-ttg-action") != name or not isinstance(body, dict)
+                    or body.get("confirm") != sid):
                 return JSONResponse({"error": f"to {name} a sweep, POST JSON {{\"confirm\": SWEEP}} with "
                                               f"the header X-TTG-Action: {name}."}, status_code=400)
             if name == "cancel":
@@ -148,6 +155,12 @@ class _AsgiApp:
 
 def _guard(token: str | None) -> Callable[[Request, Any], Awaitable[Response]]:
     async def dispatch(request: Request, call_next: Any) -> Response:
+        if token is None and not _loopback_host(request.headers.get("host", "")):
+            # without a token the dashboard serves loopback only, and only under a loopback
+            # name: a page elsewhere whose name was rebound to 127.0.0.1 must not reach it
+            return PlainTextResponse("this dashboard answers only to a loopback host name "
+                                     "(127.0.0.1, localhost, [::1]); give it a --token to serve others\n",
+                                     status_code=403)
         if token is not None:
             auth = request.headers.get("authorization", "")
             given = (request.query_params.get("token") or request.headers.get("x-ttg-token")
@@ -160,6 +173,18 @@ def _guard(token: str | None) -> Callable[[Request, Any], Awaitable[Response]]:
         response.headers["x-content-type-options"] = "nosniff"
         return response
     return dispatch
+
+
+def _loopback_host(host: str) -> bool:
+    """A Host header naming this machine's loopback (with any port)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 async def _ttg_error(request: Request, exc: Exception) -> Response:

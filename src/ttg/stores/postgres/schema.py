@@ -111,8 +111,15 @@ def _v3_lz4(conn: psycopg.Connection[Any]) -> None:
         pass
 
 
+#: v4: what a worker refuses to run and why, and how many chunks of each sweep it
+#: finished (stores/presence.py, WorkerBeat.refusing and .worked)
+_V4 = """
+ALTER TABLE ttg_workers ADD COLUMN refusing jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE ttg_workers ADD COLUMN worked jsonb NOT NULL DEFAULT '[]'
+"""
+
 #: SQL, or a function of the connection for a step that depends on the server.
-MIGRATIONS: list[str | Callable[[psycopg.Connection[Any]], None]] = [_V1, _V2, _v3_lz4]
+MIGRATIONS: list[str | Callable[[psycopg.Connection[Any]], None]] = [_V1, _V2, _v3_lz4, _V4]
 LATEST = len(MIGRATIONS)
 
 _VERSION_TABLE = """

@@ -99,7 +99,7 @@ async function refreshSweep() {
       ["dead-lettered", num(s.dead)], ["points/s", rate(s.throughput)], ["ETA", duration(s.eta)]];
     document.getElementById("facts").replaceChildren(...facts.map(([k, v]) =>
       el("div", {}, el("dt", { text: k }), el("dd", { class: k === "state" ? "state-" + v : "", text: v }))));
-    drawThroughput(d.throughput, d.now);
+    drawThroughput(d.throughput, d.now, d.sweep.state);
     drawWorkers(d.presence, d.now);
     document.getElementById("errcount").textContent = s.failed ? `(${num(s.failed)} failed points${s.failed > d.errors.length ? ", first " + d.errors.length + " shown" : ""})` : "(none)";
     document.querySelector("#errors tbody").replaceChildren(...d.errors.map(e => el("tr", { "data-index": e.index },
@@ -131,7 +131,7 @@ function drawWorkers(workers, now) {
     [el("tr", {}, el("td", { colspan: 9, class: "muted", text: "no worker holds or has committed any of its chunks yet" }))]));
 }
 
-function drawThroughput(series, now) {
+function drawThroughput(series, now, state) {
   const svg = document.getElementById("throughput");
   const W = 600, H = 220, L = 48, B = 22, T = 8;
   const ns = "http://www.w3.org/2000/svg";
@@ -142,7 +142,11 @@ function drawThroughput(series, now) {
     return n;
   };
   svg.replaceChildren();
-  if (series.length < 2) { svg.append(node("text", { x: 20, y: 110, fill: "#6b7385" }, "measuring…")); return; }
+  if (series.length < 2) {
+    const text = state === "done" ? "finished before this dashboard followed it (points/s: its average)" : "measuring…";
+    svg.append(node("text", { x: 20, y: 110, fill: "#6b7385" }, text));
+    return;
+  }
   const t0 = series[0][0], t1 = Math.max(series[series.length - 1][0], t0 + 1);
   const top = Math.max(...series.map(p => p[1]), 1e-9) * 1.1;
   const x = t => L + ((t - t0) / (t1 - t0)) * (W - L - 8), y = v => H - B - (v / top) * (H - B - T);

@@ -1,0 +1,142 @@
+"""Whether this worker runs a leased chunk, and what with: the checks between a
+lease and the function, written once for every broker.
+
+A chunk passes when its message decodes and verifies, names a function on the
+allow-list that imports (and is what the allow-list meant), and its space can
+be built. When it does not, what happens to it depends on who could run it:
+
+- **nobody** (``Unrunnable.nobody``): the message is malformed, replayed into
+  another chunk, names a bad space, or carries a bad signature on a sweep
+  whose messages this worker has verified before (so its secret is right):
+  the chunk is dead-lettered, with the reason;
+- **another worker may**: this one is not allowed to run the function, cannot
+  import it, has another secret, or is on a store without the sweep's space:
+  the chunk goes back uncounted for the others (child.py, ``refused``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..brokers.base import Lease
+from ..core import funcref
+from ..core.codec import Codec
+from ..core.sweep import spec_digest
+from ..errors import BadMessage, BadSignature, FunctionError, NotAllowed, SpecError, SpecNotInStore, TtgError
+from ..spaces import Space, space_from_spec
+from ..stores.base import ResultStore
+from .task import Task
+
+#: after it gives back a chunk of a sweep, a child leases none of that sweep for this
+#: long, twice as long after each such chunk, at most REFUSED_MAX_WAIT
+REFUSED_WAIT = 0.5
+REFUSED_MAX_WAIT = 30.0
+
+
+class Unrunnable(Exception):
+    """This worker does not run the chunk, for ``reason``; ``nobody``: no worker could."""
+
+    def __init__(self, reason: TtgError, *, nobody: bool) -> None:
+        super().__init__(str(reason))
+        self.reason, self.nobody = reason, nobody
+
+
+class Gate:
+    """The checks of one child, with what they found out kept: functions imported,
+    spaces built, sweeps whose signatures verified."""
+
+    def __init__(self, codec: Codec, allow: funcref.AllowList, store: ResultStore,
+                 before_store: Callable[[], None]) -> None:
+        self.codec, self.allow, self.store = codec, allow, store
+        #: called before the store is read (the child's commit thread must be done with it)
+        self.before_store = before_store
+        self._functions: dict[str, Callable[[Any], Any]] = {}
+        self._spaces: dict[str, Space] = {}
+        #: sweeps whose signed messages this worker has verified (its secret is theirs)
+        self._verified: set[str] = set()
+
+    def task(self, lease: Lease) -> Task:
+        """The lease's message, decoded, verified and allowed; raises Unrunnable."""
+        try:
+            task = Task.parse(self.codec.decode(lease.body), lease)
+        except BadSignature as exc:
+            raise Unrunnable(exc, nobody=lease.sweep_id in self._verified) from exc
+        except BadMessage as exc:
+            raise Unrunnable(exc, nobody=True) from exc
+        if self.codec.signing:
+            self._verified.add(lease.sweep_id)
+        try:
+            self.allow.check(task.fn)
+        except NotAllowed as exc:
+            raise Unrunnable(exc, nobody=False) from exc
+        return task
+
+    def function(self, ref: str) -> Callable[[Any], Any]:
+        """The function ``ref`` names, imported once; raises Unrunnable."""
+        if ref not in self._functions:
+            try:
+                fn = funcref.resolve(ref)
+                self.allow.check_object(ref, fn)  # what the name turned out to be is allowed too
+            except (FunctionError, NotAllowed) as exc:
+                raise Unrunnable(exc, nobody=False) from exc
+            self._functions[ref] = fn
+        return self._functions[ref]
+
+    def space(self, task: Task) -> Space:
+        """The space of the task's sweep, built once; raises Unrunnable."""
+        if task.sweep_id not in self._spaces:
+            try:
+                spec = task.space if task.space is not None else self._stored_spec(task)
+                self._spaces[task.sweep_id] = space_from_spec(spec)
+            except SpecNotInStore as exc:
+                raise Unrunnable(exc, nobody=False) from exc
+            except SpecError as exc:
+                raise Unrunnable(exc, nobody=True) from exc
+        return self._spaces[task.sweep_id]
+
+    def _stored_spec(self, task: Task) -> dict[str, Any]:
+        """A big spec, which the message names by digest: read from the store, and
+        used only if it is the very spec the (signed) message names."""
+        self.before_store()
+        sweep = self.store.find(task.sweep_id)
+        if sweep is None:
+            raise SpecNotInStore(f"the store does not hold sweep {task.sweep_id}, whose chunks name their "
+                                 "space by digest; start this worker with the sweep's --store.")
+        if spec_digest(sweep.space) != task.space_ref:
+            raise SpecNotInStore(f"the store's space of sweep {task.sweep_id} is not the one its chunks "
+                                 "name (digest mismatch); check that workers use the sweep's --store.")
+        return sweep.space
+
+
+class Refusals:
+    """The sweeps a child leaves to other workers. After it gives back a chunk of
+    one, it leases none of that sweep for REFUSED_WAIT seconds, twice as long
+    after each chunk of it given back, at most REFUSED_MAX_WAIT; meanwhile it goes
+    on with other sweeps' chunks."""
+
+    def __init__(self) -> None:
+        #: sweep -> why this worker leaves its chunks to others (said once per reason)
+        self.reasons: dict[str, str] = {}
+        self._given: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def left(self, lease: Lease, reason: str) -> bool:
+        """Note a chunk given back for ``reason``; True when the reason is new for its sweep."""
+        s = lease.sweep_id
+        n = self._given[s] = self._given.get(s, 0) + 1
+        self._until[s] = time.monotonic() + min(REFUSED_WAIT * 2.0 ** (n - 1), REFUSED_MAX_WAIT)
+        new = self.reasons.get(s) != reason
+        self.reasons[s] = reason
+        return new
+
+    def ran(self, sweep_id: str) -> None:
+        """A chunk of the sweep ran here after all (what stood in the way is gone)."""
+        for d in (self.reasons, self._given, self._until):
+            d.pop(sweep_id, None)
+
+    def skipped(self) -> frozenset[str]:
+        """The sweeps not to lease from now."""
+        now = time.monotonic()
+        return frozenset(s for s, until in self._until.items() if until > now)

@@ -1,0 +1,98 @@
+"""A chunk message as the worker reads it, and the points it hands the function."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+from ..brokers.base import Lease
+from ..core.chunking import Chunk
+from ..errors import BadMessage
+from ..spaces import Space
+
+
+@dataclass(frozen=True)
+class Task:
+    """A decoded chunk message."""
+
+    sweep_id: str
+    chunk: Chunk
+    fn: str
+    space: dict[str, Any] | None
+    #: a big space spec travels as its digest (core/sweep.py, ``INLINE_SPEC_BYTES``)
+    space_ref: str | None
+    rows: list[Any] | None
+    batched: bool
+    timeout: float | None
+    max_attempts: int
+    auto: float | None
+    raw: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: Any, lease: Lease) -> Task:
+        try:
+            chunk = Chunk(int(body["start"]), int(body["stop"]))
+            ref = body.get("space_ref")
+            task = cls(str(body["sweep"]), chunk, str(body["fn"]), body.get("space"),
+                       None if ref is None else str(ref), body.get("rows"),
+                       bool(body.get("batched")), _seconds(body.get("timeout")),
+                       int(body.get("max_attempts") or 3), _seconds(body.get("auto")), body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadMessage(f"malformed chunk message ({type(exc).__name__}: {exc}).") from exc
+        if task.sweep_id != lease.sweep_id or task.chunk != lease.chunk:
+            raise BadMessage(f"message names sweep {task.sweep_id} {task.chunk} but was queued as "
+                             f"{lease.sweep_id} {lease.chunk} (replayed into another sweep?).")
+        if [task.space, task.space_ref, task.rows].count(None) != 2:
+            raise BadMessage("chunk message needs exactly one of 'space', 'space_ref' or 'rows'.")
+        if not (isinstance(task.space, dict) or isinstance(task.rows, list) or task.space_ref):
+            raise BadMessage("chunk message's 'space' is not a mapping, or its 'rows' not a list.")
+        if task.space is not None and task.space.get("kind") == "file":
+            # the rows of a file travel in the message: a worker never opens a path it is sent
+            raise BadMessage("chunk message names a file to read; the rows of a file space travel in the "
+                             "message, a worker opens no path it is sent.")
+        return task
+
+    def body_for(self, piece: Chunk) -> dict[str, Any]:
+        body = dict(self.raw, start=piece.start, stop=piece.stop)
+        if self.rows is not None:
+            body["rows"] = self.rows[piece.start - self.chunk.start:piece.stop - self.chunk.start]
+        return body
+
+
+def _seconds(v: Any) -> float | None:
+    """A duration of a message: None, or a positive finite number (ValueError otherwise)."""
+    if v is None:
+        return None
+    seconds = float(v)
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"{v!r} is not a positive number of seconds")
+    return seconds
+
+
+def batch_input(space: Space, part: Chunk) -> Any:
+    """A chunk's points for a batched function: an int array for a range space,
+    else a dict of column arrays."""
+    import numpy as np
+
+    cols = space.columns(part.start, part.stop)
+    if space.kind == "range":
+        return np.asarray(next(iter(cols.values())))
+    return {name: np.asarray(values) for name, values in cols.items()}
+
+
+def rows_to_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    import numpy as np
+
+    names = list(rows[0]) if rows else []
+    return {name: np.asarray([r.get(name) for r in rows]) for name in names}
+
+
+def rss_mb() -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the peak is the best we have
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
