@@ -39,6 +39,10 @@ class BadSignature(BadMessage):
     (tampered, or signed with another secret)."""
 
 
+class OtherCode(TtgError):
+    """This worker imports other code than the sweep's (its fingerprint differs)."""
+
+
 class SpecNotInStore(TtgError):
     """A chunk message names its space by digest, and this worker's store does not
     hold that spec (the worker is on another store, or the record was changed)."""

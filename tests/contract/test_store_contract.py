@@ -99,6 +99,32 @@ def status_counts(store: ResultStore, sweep_id: str) -> dict[str, int]:
 # -- sweeps -------------------------------------------------------------------
 
 
+def test_delete_removes_the_sweep_and_every_result(store: ResultStore,
+                                                   make_sweep: Callable[..., Sweep]) -> None:
+    keep, gone = store.register(make_sweep("keep")), store.register(make_sweep("gone"))
+    for sw in (keep, gone):
+        assert store.commit(sw.id, ok(0, 10))
+        assert store.commit(sw.id, mixed(10, ["ok", "error", "ok"]))
+    assert store.delete(gone.id) == 13
+    assert store.find(gone.id) is None and not list(store.chunks(gone.id))
+    assert gone.id not in [i.sweep.id for i in store.sweeps()]
+    assert store.committed_ranges(gone.id, 0, 1000) == []
+    assert per_index(store, keep.id) == Counter(range(13))  # another sweep keeps everything
+    # the name is free for other work, which starts from nothing
+    other = dataclasses.replace(make_sweep("gone", total=50), id=gone.id)
+    assert store.register(other) == other and store.progress(gone.id).done == 0
+    assert store.delete("no-such-sweep") == 0
+
+
+def test_records_keep_the_fingerprint_of_their_code(store: ResultStore,
+                                                    make_sweep: Callable[..., Sweep]) -> None:
+    sw = store.register(make_sweep())
+    rec = ok(0, 10)
+    rec.code = "c0de" * 16
+    assert store.commit(sw.id, rec)
+    assert [r.code for r in store.chunks(sw.id)] == ["c0de" * 16]
+
+
 def test_register_is_idempotent(store: ResultStore, make_sweep: Callable[..., Sweep]) -> None:
     sw = make_sweep(chunk_size=10)
     assert store.register(sw) == sw

@@ -248,11 +248,12 @@ def test_status_and_list(home: Path) -> None:
     other = run_sweep(home, "tests.funcs:square", "--range", "20")
     listing = run_ok(home, "list")
     assert listing.splitlines()[0].split() == ["sweep", "state", "done", "failed", "queued", "function",
-                                               "updated"]
+                                               "code", "updated"]
     by_id = {line.split()[0]: line.split() for line in listing.splitlines()[1:]}
     assert set(by_id) == {sweep, other}
     assert by_id[sweep][1:6] == ["done", "50/50", "8", "0+0", "tests.funcs:fail_on_multiples_of_7"]
     assert by_id[other][1:6] == ["done", "20/20", "0", "0+0", "tests.funcs:square"]
+    assert all(len(row[6]) == 12 for row in by_id.values())  # each sweep's code fingerprint, short
     assert run_ok(home, "status") == listing  # no name: every sweep
 
 

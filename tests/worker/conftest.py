@@ -13,7 +13,7 @@ from typing import TypeVar
 import pytest
 
 from ttg import settings as settings_mod
-from ttg.client.submit import submit
+from ttg.client.submit import prepare, submit
 from ttg.core.codec import Codec
 from ttg.core.funcref import AllowList
 from ttg.core.sweep import Options, Sweep
@@ -57,7 +57,7 @@ class Rig:
 
     def submit(self, fn: str, n: int, chunk: int, **options: object) -> Sweep:
         space = RangeSpace(n)
-        sweep = Sweep.create(f"tests.worker.funcs:{fn}", space, Options(chunk_size=chunk, **options))  # type: ignore[arg-type]
+        sweep = prepare(f"tests.worker.funcs:{fn}", space, Options(chunk_size=chunk, **options))  # type: ignore[arg-type]
         with SqliteStore(self.tmp / "results.db") as store:
             submit(sweep, space, self.queue, store, Codec())
         return sweep

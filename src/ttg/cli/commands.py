@@ -17,21 +17,22 @@ import click
 from ..brokers import open_broker
 from ..client import submit as client
 from ..client.local import run_local
-from ..client.status import status as client_status
 from ..client.worker import require_allowed, run_worker
 from ..core import funcref
 from ..core.codec import Codec
+from ..core.fingerprint import paths_from_env
 from ..core.sweep import Options, Sweep, parse_chunk_size
 from ..errors import ConfigError, SpecError, TtgError
 from ..settings import Settings
 from ..spaces import Space, load_spec_file, space_from_spec
 from ..spaces.flags import grid_axis, parse_range, random_param
-from ..stores import open_presence, open_store
+from ..stores import open_store
 from ..worker.child import ChildOptions
 from .observe import dashboard, exporter, plot
 from .options import common as _common
 from .options import settings_from as _settings
-from .ui import Display, print_summary, sweeps_table, workers_table
+from .sweeps import cancel, delete, errors, list_, results, retry, status, workers
+from .ui import Display, print_summary
 
 
 def _sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,7 +58,13 @@ def _sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first."),
         click.option("--batched", is_flag=True,
                      help="Call the function once per chunk with the points as columns."),
-        click.option("--name", help="Name the sweep (default: derived from its content)."),
+        click.option("--name", help="Name the sweep (default: derived from its function, space and code)."),
+        click.option("--code", "code_paths", multiple=True, metavar="PATH",
+                     help="Also fingerprint this file or directory: code whose content counts, besides "
+                          "the function's module [TTG_CODE]."),
+        click.option("--reuse", is_flag=True,
+                     help="Copy the points this code already computed ok in any sweep of the store, "
+                          "instead of computing them."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -82,12 +89,13 @@ def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
     sweep, space = _make_sweep(kw)
     started = time.monotonic()
     with open_broker(s) as broker, open_store(s) as store:
-        sub = client.submit(sweep, space, broker, store, Codec(s.secret))
+        sub = client.submit(sweep, space, broker, store, Codec(s.secret), reuse=kw["reuse"])
         with Display(sweep, sub.already_done) as display:
             watcher = run_local(s, sweep, broker, store, display.update)
         dead = client.open_dead_letters(sweep, broker, store)
+        older = client.other_code(sweep, store)
     print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome,
-                  sub.already_done, dead)
+                  sub.already_done, dead, reused=sub.reused, older=older)
     if watcher.outcome == "interrupted":
         sys.exit(130)
     if watcher.outcome == "stuck":
@@ -110,9 +118,10 @@ def submit(no_queue: bool, **kw: Any) -> None:
         click.echo(sweep.id)
         return
     with open_broker(s) as broker, open_store(s) as store:
-        sub = client.submit(sweep, space, broker, store, Codec(s.secret))
+        sub = client.submit(sweep, space, broker, store, Codec(s.secret), reuse=kw["reuse"])
     click.echo(f"submitted {sweep.id}: {sweep.total} points, {sub.queued} chunks queued"
-               + (f", {sub.already_done} points already done" if sub.already_done else ""))
+               + (f", {sub.already_done} points already done" if sub.already_done else "")
+               + (f" ({sub.reused} reused)" if sub.reused else ""))
     click.echo(sweep.id)
 
 
@@ -155,142 +164,6 @@ def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, bu
     run_worker(s, options, metrics=None if metrics_port is None else (metrics_host, metrics_port))
 
 
-@cli.command(name="list")
-@_common
-def list_(**kw: Any) -> None:
-    """List the sweeps in the store."""
-    s = _settings(kw)
-    if not s.broker and not s.store and not (s.home / "results.db").exists():
-        click.echo(f"no sweeps yet: no TTG home at {s.home.resolve()} (nor in a parent directory); "
-                   "start one with `ttg run`, or give --home")
-        return
-    with open_broker(s) as broker, open_store(s) as store:
-        sweeps_table(store.sweeps(), broker)
-
-
-@cli.command()
-@click.argument("name", required=False)
-@_common
-def status(name: str | None, **kw: Any) -> None:
-    """Show one sweep's progress and queue (or every sweep)."""
-    s = _settings(kw)
-    with open_broker(s) as broker, open_store(s) as store:
-        if name is None:
-            sweeps_table(store.sweeps(), broker)
-            return
-        with open_presence(s) as presence:
-            st = client_status(name, broker, store, presence)
-        p, q, sweep = st.progress, st.queue, st.sweep
-        click.echo(f"sweep     {sweep.id} ({st.state})")
-        click.echo(f"function  {sweep.function}")
-        click.echo(f"space     {sweep.space.get('kind')}, {sweep.total} points")
-        click.echo(f"done      {p.done}/{p.total} ({100 * p.done / max(p.total, 1):.1f}%)")
-        click.echo("status    " + "  ".join(f"{k} {v}" for k, v in p.by_status().items()))
-        dead = sum(len(c) for c in st.dead)
-        click.echo(f"queue     {q.queued} queued, {q.leased} leased chunks" + (
-            f"; {dead} points in dead-lettered chunks without results (`ttg errors {name}` says why, "
-            f"`ttg retry {name}` queues them again)" if dead else ""))
-        for worker, why in st.refusing:
-            click.echo(f"refused   by worker {worker}, which leaves its chunks to others: {why}")
-
-
-@cli.command()
-@click.option("--all", "every", is_flag=True, help="Also list workers that stopped (kept for a day).")
-@_common
-def workers(every: bool, **kw: Any) -> None:
-    """List the workers by their presence beats: alive, or stale (no beat for 3 intervals)."""
-    s = _settings(kw)
-    with open_presence(s) as presence:
-        workers_table(presence.workers(), every=every)
-
-
-@cli.command()
-@click.argument("name")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file: .parquet, .csv or .jsonl.")
-@_common
-def results(name: str, output: Path, **kw: Any) -> None:
-    """Write a sweep's results table to a file."""
-    s = _settings(kw)
-    with open_store(s) as store:
-        from ..client.table import Table
-
-        sweep = store.sweep(name)
-        rows = Table(store, sweep).write(output)
-        p = store.progress(name)
-    click.echo(f"wrote {rows} rows to {output}" + (f" ({p.total - p.done} points not done yet)"
-                                                    if not p.complete else ""))
-
-
-@cli.command()
-@click.argument("name")
-@click.option("--traceback", "show_tb", is_flag=True, help="Show each traceback.")
-@click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
-@_common
-def errors(name: str, show_tb: bool, limit: int, **kw: Any) -> None:
-    """List the failed indices of a sweep with their messages."""
-    s = _settings(kw)
-    from ..client.table import Table
-
-    with open_broker(s) as broker, open_store(s) as store:
-        sweep = store.sweep(name)
-        shown = 0
-        for row in Table(store, sweep).errors():
-            if shown >= limit:
-                click.echo(f"... more; use --limit to see them (total failed: "
-                           f"{store.progress(name).failed})")
-                break
-            click.echo(f"{row.index}\t{row.status}\t{row.type}: {row.message}\t{row.point!r}")
-            if show_tb and row.traceback:
-                click.echo(row.traceback.rstrip())
-            shown += 1
-        dead = broker.dead_letters(name)
-    for d in dead:
-        click.echo(f"dead-letter {d.chunk}: {d.reason}")
-    if not shown and not dead:
-        click.echo(f"no failed indices in {name}")
-
-
-@cli.command()
-@click.argument("name")
-@click.option("--status", "statuses", default="error,crashed,timeout", show_default=True,
-              help="Which statuses to re-run.")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="Local worker processes [default: one per core].")
-@click.option("--no-workers", is_flag=True, help="Only queue them (workers run elsewhere).")
-@_common
-def retry(name: str, statuses: str, workers: int | None, no_workers: bool, **kw: Any) -> None:
-    """Re-run the failed, crashed and timed-out indices of a sweep."""
-    wanted = tuple(x.strip() for x in statuses.split(",") if x.strip())
-    bad = set(wanted) - {"error", "crashed", "timeout"}
-    if bad:
-        raise ConfigError(f"unknown status {', '.join(sorted(bad))}; use error, crashed or timeout.")
-    s = _settings(kw, workers=workers)
-    started = time.monotonic()
-    with open_broker(s) as broker, open_store(s) as store:
-        sweep = store.sweep(name)
-        n = client.requeue_failed(sweep, broker, store, Codec(s.secret), wanted)
-        click.echo(f"re-queued {n} indices of {name}")
-        if no_workers or not n:
-            return
-        kept = store.progress(name).done  # the records the retry did not reopen
-        with Display(sweep, kept) as display:
-            watcher = run_local(s, sweep, broker, store, display.update)
-        dead = client.open_dead_letters(sweep, broker, store)
-    print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome, kept, dead)
-
-
-@cli.command()
-@click.argument("name")
-@_common
-def cancel(name: str, **kw: Any) -> None:
-    """Cancel a sweep: drop its queued chunks; its results so far stay."""
-    s = _settings(kw)
-    with open_broker(s) as broker, open_store(s) as store:
-        dropped = client.cancel(name, broker, store)
-    click.echo(f"cancelled {name}: {dropped} chunks dropped; run it again to resume")
-
-
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -312,7 +185,8 @@ def _make_sweep(kw: dict[str, Any]) -> tuple[Sweep, Space]:
     space = space_from_spec(_space_spec(kw))
     options = Options(parse_chunk_size(kw["chunk_size"]), kw["max_attempts"], kw["timeout"], kw["priority"],
                       kw["batched"], kw["target_chunk_seconds"])
-    return client.prepare(kw["function"], space, options, kw["name"]), space
+    paths = [*kw["code_paths"], *paths_from_env()]
+    return client.prepare(kw["function"], space, options, kw["name"], paths), space
 
 
 def _space_spec(kw: dict[str, Any]) -> dict[str, Any]:
@@ -336,7 +210,7 @@ def _space_spec(kw: dict[str, Any]) -> dict[str, Any]:
     return load_spec_file(kw["space_file"])
 
 
-for _command in (dashboard, exporter, plot):
+for _command in (list_, status, workers, results, errors, retry, cancel, delete, dashboard, exporter, plot):
     cli.add_command(_command)
 
 

@@ -67,20 +67,31 @@ class Display:
 
 
 def print_summary(sweep: Sweep, p: SweepProgress, seconds: float, outcome: str, already_done: int,
-                  dead: Sequence[DeadLetter]) -> None:
+                  dead: Sequence[DeadLetter], *, reused: int = 0, older: Sequence[SweepInfo] = ()) -> None:
     computed = p.done - already_done
     rate = computed / seconds if seconds > 0 else 0.0
     click.echo(f"sweep {sweep.id}: {outcome}, {p.done}/{p.total} points, {computed} computed in "
                f"{seconds:.2f} s ({rate:,.0f} points/s)"
-               + (f"; {already_done} were already done" if already_done else ""))
+               + (f"; {already_done} were already done" if already_done else "")
+               + (f" ({reused} reused from earlier sweeps of this code)" if reused else ""))
     click.echo("  " + "  ".join(f"{k} {v}" for k, v in p.by_status().items()))
     if dead:
         click.echo(f"  {len(dead)} chunk(s) dead-lettered, e.g. {dead[0].chunk}: {dead[0].reason}")
     if p.failed:
         click.echo(f"  failures: ttg errors {sweep.id}")
+    for info in older:
+        click.echo(f"  earlier: {info.sweep.id} ran this function over this space with other code "
+                   f"({info.progress.done} results, kept); --reuse copies only results of the same code")
     if outcome == "interrupted":
         click.echo("  interrupted: run the same command again to resume", err=True)
     click.echo(f"  results:  ttg results {sweep.id} -o results.parquet")
+
+
+def describe_code(sweep: Sweep) -> str:
+    """The sweep's code fingerprint, short, and what it covers."""
+    if sweep.code is None:
+        return "- (made by an older TTG, without a fingerprint)"
+    return f"{sweep.code.short}, of {', '.join(sweep.code.parts)}"
 
 
 def sweeps_table(infos: Sequence[SweepInfo], broker: Broker) -> None:
@@ -88,14 +99,15 @@ def sweeps_table(infos: Sequence[SweepInfo], broker: Broker) -> None:
         click.echo("no sweeps yet; start one with `ttg run`")
         return
     table = RichTable(box=None, pad_edge=False)
-    for col in ("sweep", "state", "done", "failed", "queued", "function", "updated"):
+    for col in ("sweep", "state", "done", "failed", "queued", "function", "code", "updated"):
         table.add_column(col)
     for info in infos:
         p = info.progress
         q = broker.stats(info.sweep.id)
         state = "done" if p.complete else info.state
+        code = info.sweep.code.short if info.sweep.code else "-"
         table.add_row(info.sweep.id, state, f"{p.done}/{p.total}", str(p.failed),
-                      f"{q.queued}+{q.leased}", info.sweep.function.rpartition("/")[2],
+                      f"{q.queued}+{q.leased}", info.sweep.function.rpartition("/")[2], code,
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated)))
     Console(file=sys.stdout, width=200).print(table)
 

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from .. import settings as settings_mod
 from ..brokers import Broker, open_broker
 from ..core import funcref
 from ..core.codec import Codec
+from ..core.fingerprint import paths_from_env
 from ..core.sweep import Options, Sweep, parse_chunk_size
 from ..errors import ConfigError
 from ..extras import need
@@ -161,39 +162,45 @@ def _settings(settings: Settings | None, **flags: Any) -> Settings:
 def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         chunk_size: int | str = "auto", max_attempts: int = 3, timeout: float | None = None,
         batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
-        name: str | None = None, home: str | Path | None = None, broker: str | None = None,
+        name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
+        home: str | Path | None = None, broker: str | None = None,
         store: str | None = None, settings: Settings | None = None) -> Results:
     """Submit a sweep (resuming it if it exists), run local workers until it is done,
-    and return its results. ``fn`` is a function object or ``"pkg.mod:fn"``."""
+    and return its results. ``fn`` is a function object or ``"pkg.mod:fn"``; ``code``:
+    files or directories whose content counts besides the function's module (and
+    ``TTG_CODE``); ``reuse``: copy what this code already computed in other sweeps."""
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
     options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
                       target_chunk_seconds)
     with open_broker(s) as b, open_store(s) as st:
-        sweep = _queue(s, fn, space, options, name, b, st)
+        sweep = _queue(s, fn, space, options, name, b, st, code, reuse)
         watcher = run_local(s, sweep, b, st)
     return Results(s, sweep, watcher.outcome)
 
 
 def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto", max_attempts: int = 3,
            timeout: float | None = None, batched: bool = False, priority: int = 0,
-           target_chunk_seconds: float = 1.0, name: str | None = None,
-           home: str | Path | None = None, broker: str | None = None, store: str | None = None,
-           settings: Settings | None = None) -> Results:
-    """Queue a sweep for workers started elsewhere (``ttg worker``)."""
+           target_chunk_seconds: float = 1.0, name: str | None = None, code: Sequence[str] = (),
+           reuse: bool = False, home: str | Path | None = None, broker: str | None = None,
+           store: str | None = None, settings: Settings | None = None) -> Results:
+    """Queue a sweep for workers started elsewhere (``ttg worker``); ``code`` and
+    ``reuse`` as for ``run``."""
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
     options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
                       target_chunk_seconds)
     with open_broker(s) as b, open_store(s) as st:
-        sweep = _queue(s, fn, space, options, name, b, st)
+        sweep = _queue(s, fn, space, options, name, b, st, code, reuse)
     return Results(s, sweep)
 
 
 def _queue(s: Settings, fn: FunctionLike, space: SpaceLike, options: Options, name: str | None,
-           broker: Broker, store: ResultStore) -> Sweep:
-    """Make the sweep (its function imported now) and queue what is not committed yet."""
+           broker: Broker, store: ResultStore, code: Sequence[str], reuse: bool) -> Sweep:
+    """Make the sweep (its function imported and fingerprinted now) and queue what is
+    not committed yet."""
     sp = as_space(space)
-    sweep = client.prepare(fn if isinstance(fn, str) else funcref.ref_of(fn), sp, options, name)
-    client.submit(sweep, sp, broker, store, Codec(s.secret))
+    ref = fn if isinstance(fn, str) else funcref.ref_of(fn)
+    sweep = client.prepare(ref, sp, options, name, [*code, *paths_from_env()])
+    client.submit(sweep, sp, broker, store, Codec(s.secret), reuse=reuse)
     return sweep
 
 

@@ -10,12 +10,12 @@ computes nothing twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..brokers.base import Broker, DeadLetter
-from ..core import funcref
+from ..core import fingerprint, funcref
 from ..core.chunking import Chunk, gaps, merged, plan
 from ..core.codec import Codec
 from ..core.records import FAILED
@@ -23,7 +23,8 @@ from ..core.sweep import Options, Sweep
 from ..errors import ConfigError
 from ..spaces import Space
 from ..spaces.files import FileSpace
-from ..stores.base import ResultStore
+from ..stores.base import ResultStore, SweepInfo
+from .reuse import reuse as copy_computed
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,18 @@ class Submitted:
     #: when resumed with other options: what they were, for the chunks queued before
     #: (each chunk message carries its options, so those keep them); None otherwise
     kept_options: dict[str, Any] | None = None
+    #: points copied from earlier sweeps of the same code (``reuse``), part of already_done
+    reused: int = 0
 
 
 #: the options a queued chunk's message carries, which a resubmit does not change
 _MESSAGE_OPTIONS = ("timeout", "max_attempts", "target_chunk_seconds", "batched")
 
 
-def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec: Codec) -> Submitted:
-    """Register the sweep and queue every chunk that is not committed yet."""
+def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec: Codec, *,
+           reuse: bool = False) -> Submitted:
+    """Register the sweep and queue every chunk that is not committed yet; with
+    ``reuse``, after copying what earlier sweeps of the same code computed (reuse.py)."""
     existing = store.find(sweep.id)
     first = existing is None
     kept: dict[str, Any] | None = None
@@ -58,6 +63,7 @@ def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec
                         "the chunks queued now (cancel the sweep and run it again to apply them to all)",
                         sweep.id, old)
     store.register(sweep)
+    reused = copy_computed(sweep, space, store).points if reuse else 0
     size = sweep.first_chunk_size
     done = store.committed_ranges(sweep.id, 0, sweep.total)
     already = sum(b - a for a, b in done)
@@ -72,7 +78,14 @@ def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec
         queued += broker.submit(sweep.id, batch, priority=sweep.options.priority)
     log.info("sweep %s: %d chunks queued, %d of %d points already done", sweep.id, queued, already,
              sweep.total)
-    return Submitted(sweep, queued, already, kept)
+    return Submitted(sweep, queued, already, kept, reused)
+
+
+def other_code(sweep: Sweep, store: ResultStore) -> list[SweepInfo]:
+    """Earlier sweeps of the same function and space that ran other code (an edit
+    makes a new sweep; the summary says what became of the old one)."""
+    return [i for i in store.sweeps() if i.sweep.id != sweep.id
+            and sweep.same_work(i.sweep, code=False) and not sweep.same_work(i.sweep)]
 
 
 def requeue(sweep: Sweep, ranges: list[Chunk], broker: Broker, codec: Codec) -> int:
@@ -138,12 +151,36 @@ def unresolved_dead(sweep: Sweep, broker: Broker, store: ResultStore) -> list[Ch
     return [g for a, b in dead for g in gaps(a, b, store.committed_ranges(sweep.id, a, b))]
 
 
-def prepare(ref: str, space: Space, options: Options, name: str | None = None) -> Sweep:
-    """The sweep of ``ref`` over ``space``, its function imported now so that a typo
-    fails before anything is stored."""
-    sweep = Sweep.create(ref, space, options, name)
-    check_function(sweep.function)
-    return sweep
+def prepare(ref: str, space: Space, options: Options, name: str | None = None,
+            code_paths: Sequence[str] = ()) -> Sweep:
+    """The sweep of ``ref`` over ``space``, its function imported now (so that a typo
+    fails before anything is stored) and its code fingerprinted, with ``code_paths``
+    (core/fingerprint.py)."""
+    Sweep.create(ref, space, options, name)  # the space, the options and the name are checked first
+    fn = check_function(funcref.normalize(ref))
+    return Sweep.create(ref, space, options, name, code=fingerprint.of_function(fn, code_paths))
+
+
+def delete(sweep_id: str, broker: Broker, store: ResultStore) -> int:
+    """Delete a sweep (``ttg delete``): its queued chunks, its results and its record;
+    returns how many results went. Its name is free again."""
+    store.sweep(sweep_id)
+    broker.cancel(sweep_id)
+    return store.delete(sweep_id)
+
+
+def check_code(sweep: Sweep, paths: Sequence[str] = ()) -> None:
+    """Refuse (ConfigError) to compute more of ``sweep`` here when the code this
+    process imports is not the code the sweep was submitted with."""
+    if sweep.code is None:
+        return
+    fn = check_function(sweep.function)
+    here = fingerprint.of_function(fn, paths or sweep.code.paths)
+    if here.digest != sweep.code.digest:
+        raise ConfigError(f"the code of sweep {sweep.id} changed since it was submitted "
+                          f"({', '.join(sweep.code.differing(here)) or 'its files'}); computing more of it "
+                          "here would mix two codes: restore that code, or run the new code as a new "
+                          "sweep (without --name, or under a new one).")
 
 
 def cancel(sweep_id: str, broker: Broker, store: ResultStore) -> int:
@@ -154,8 +191,9 @@ def cancel(sweep_id: str, broker: Broker, store: ResultStore) -> int:
     return broker.cancel(sweep_id)
 
 
-def check_function(ref: str) -> None:
+def check_function(ref: str) -> Callable[..., Any]:
     """Import the function now, so a typo fails before anything is stored."""
     fn = funcref.resolve(ref)
     if not callable(fn):
         raise ConfigError(f"{ref!r} is not callable.")
+    return fn

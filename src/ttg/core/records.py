@@ -6,7 +6,8 @@ ok; ``e`` {offset: [type, message, traceback]} for failed points; ``d``
 durations in integer nanoseconds (small ints pack into 1 to 5 bytes), or, when
 that is shorter, ``r`` the same as runs ``[value, count, value, count...]``
 (a fast function's points are timed per stretch, so they share a value); ``w``
-worker id; ``a`` attempt; ``p`` the points themselves, for file spaces only
+worker id; ``a`` attempt; ``c`` the fingerprint of the code that computed them
+(core/fingerprint.py); ``p`` the points themselves, for file spaces only
 (generated points are recomputed from the spec on export).
 """
 
@@ -38,6 +39,8 @@ class ChunkRecords:
     #: offset -> (type, message, traceback)
     errors: dict[int, tuple[str, str, str]] | None = None
     params: list[Any] | None = None
+    #: the digest of the code that computed them (None: recorded by an older TTG)
+    code: str | None = None
     #: the encoded blob, memoized by encode()
     _blob: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -58,7 +61,7 @@ class ChunkRecords:
 
     def failed_offsets(self, statuses: tuple[str, ...] = FAILED) -> list[int]:
         if self.statuses is None:
-            return []
+            return list(range(len(self))) if "ok" in statuses else []
         return [k for k, s in enumerate(self.statuses) if s in statuses]
 
     def slice(self, a: int, b: int) -> ChunkRecords:
@@ -72,7 +75,7 @@ class ChunkRecords:
             statuses = None
         params = self.params[i:j] if self.params is not None else None
         return ChunkRecords(a, b, self.values[i:j], self.durations[i:j], self.worker, self.attempt,
-                            statuses, errors, params)
+                            statuses, errors, params, self.code)
 
     def encode(self) -> bytes:
         """The blob (computed once; raises TypeError for values msgpack cannot store)."""
@@ -84,6 +87,7 @@ class ChunkRecords:
         runs = _runs_of(self.durations)
         return pack({
             "v": self.values, "s": self.statuses, "w": self.worker, "a": self.attempt, "p": self.params,
+            "c": self.code,
             **({"r": runs} if runs is not None else {"d": self.durations}),
             "e": {k: list(v) for k, v in self.errors.items()} if self.errors else None,
         })
@@ -93,7 +97,7 @@ class ChunkRecords:
         d = unpack(blob)
         errors = {int(k): (v[0], v[1], v[2]) for k, v in d["e"].items()} if d.get("e") else None
         durations = d["d"] if "d" in d else _expand(d["r"])
-        return cls(start, stop, d["v"], durations, d["w"], d["a"], d.get("s"), errors, d.get("p"))
+        return cls(start, stop, d["v"], durations, d["w"], d["a"], d.get("s"), errors, d.get("p"), d.get("c"))
 
     def rows(self) -> Iterator[tuple[int, str, Any, str | None, float]]:
         """(index, status, value, error text, duration) for each point."""
@@ -105,11 +109,11 @@ class ChunkRecords:
 
 
 def failed_record(chunk: Chunk, status: str, reason: str, worker: str, attempt: int,
-                  params: list[Any] | None = None) -> ChunkRecords:
+                  params: list[Any] | None = None, code: str | None = None) -> ChunkRecords:
     """Records for indices that never produced a value (crashed, timeout)."""
     n = len(chunk)
     return ChunkRecords(chunk.start, chunk.stop, [None] * n, [0] * n, worker, attempt,
-                        [status] * n, {k: (status, reason, "") for k in range(n)}, params)
+                        [status] * n, {k: (status, reason, "") for k in range(n)}, params, code)
 
 
 def _runs_of(values: list[int]) -> list[int] | None:

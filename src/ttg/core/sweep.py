@@ -15,6 +15,7 @@ from ..errors import ConfigError, SpecError
 from ..spaces import Space, space_from_spec
 from . import funcref
 from .chunking import MAX_CHUNK_POINTS, MAX_CHUNKS, MAX_POINTS, TARGET_CHUNK_SECONDS, Chunk, auto_size
+from .fingerprint import Code
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,14 @@ class Sweep:
     total: int
     fields: list[str]
     created: float = field(default_factory=time.time)
+    #: the fingerprint of the code it runs (core/fingerprint.py); None: made by an older TTG
+    code: Code | None = None
 
     @classmethod
-    def create(cls, function: str, space: Space, options: Options, name: str | None = None) -> Sweep:
-        """A sweep whose id is ``name`` or is derived from its content."""
+    def create(cls, function: str, space: Space, options: Options, name: str | None = None,
+               code: Code | None = None) -> Sweep:
+        """A sweep whose id is ``name`` or is derived from its content: its function,
+        space and code (an edited function is another sweep)."""
         ref = funcref.normalize(function)
         spec = space.spec()
         total = space.size
@@ -82,8 +87,8 @@ class Sweep:
         if name is not None and not _valid_name(name):
             raise ConfigError(f"sweep name {name!r} is not valid; use letters, digits, '-', '_' "
                               "and '.' (at most 100 characters).")
-        sweep_id = name or derive_id(ref, spec, options.batched)
-        return cls(sweep_id, ref, spec, options, total, space.fields)
+        sweep_id = name or derive_id(ref, spec, options.batched, code.digest if code else None)
+        return cls(sweep_id, ref, spec, options, total, space.fields, code=code)
 
     @property
     def first_chunk_size(self) -> int:
@@ -97,20 +102,25 @@ class Sweep:
     def is_file(self) -> bool:
         return bool(self.space.get("kind") == "file")
 
-    def same_work(self, other: Sweep) -> bool:
-        """True when both compute the same thing (so one may resume the other)."""
+    def same_work(self, other: Sweep, *, code: bool = True) -> bool:
+        """True when both compute the same thing (so one may resume the other):
+        the same function over the same space, with the same code (unless ``code``
+        is False)."""
+        mine, theirs = (self.code.digest if self.code else None), (other.code.digest if other.code else None)
         return (self.function, _identity(self.space), self.options.batched) == (
-            other.function, _identity(other.space), other.options.batched)
+            other.function, _identity(other.space), other.options.batched) and (not code or mine == theirs)
 
     def to_record(self) -> dict[str, Any]:
         d = asdict(self)
         d["options"] = asdict(self.options)
+        d["code"] = self.code.to_dict() if self.code else None
         return d
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> Sweep:
+        code = Code.from_dict(d["code"]) if d.get("code") else None
         return cls(d["id"], d["function"], dict(d["space"]), Options(**d["options"]), d["total"],
-                   list(d["fields"]), d["created"])
+                   list(d["fields"]), d["created"], code)
 
     def task(self, chunk: Chunk, rows: list[Any] | None = None, *, first: bool = False) -> dict[str, Any]:
         """The message body of one chunk. Generated spaces ship only the range;
@@ -125,6 +135,10 @@ class Sweep:
         }
         if first:
             body["first"] = True
+        if self.code is not None:  # which code may compute it (signed with the rest)
+            body["code"] = self.code.digest
+            if self.code.paths:
+                body["code_paths"] = list(self.code.paths)
         if rows is not None:
             body["rows"] = rows
         elif self._spec_bytes <= INLINE_SPEC_BYTES:
@@ -151,8 +165,9 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def derive_id(ref: str, spec: Mapping[str, Any], batched: bool) -> str:
-    blob = json.dumps([ref, _identity(spec), batched], sort_keys=True, separators=(",", ":"))
+def derive_id(ref: str, spec: Mapping[str, Any], batched: bool, code: str | None = None) -> str:
+    blob = json.dumps([ref, _identity(spec), batched, *([code] if code else [])], sort_keys=True,
+                      separators=(",", ":"))
     digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
     short = ref.rpartition(":")[2].rpartition(".")[2]
     return f"{short}-{digest}"

@@ -94,7 +94,8 @@ class WorkerPresence:
                 "interval": b.interval if b else None, "state": b.state if b else None,
                 "children": b.children if b else None, "chunks_done": b.chunks if b else None,
                 "leases": [{"sweep": s, "start": a, "stop": z} for s, a, z in b.leases] if b else [],
-                "points": self.points, "chunks": self.chunks, "last_commit": self.last_commit}
+                "points": self.points, "chunks": self.chunks, "last_commit": self.last_commit,
+                "refusing": {s: why for s, why in b.refusing} if b else {}}
 
 
 @dataclass
@@ -211,7 +212,8 @@ class SweepMonitor:
         out = []
         for b in beats:
             seen = committed.pop(b.worker, None)
-            involved = seen is not None or sweep_id in b.sweeps() or b.worked_on(sweep_id or "")
+            involved = seen is not None or sweep_id in b.sweeps() or b.worked_on(sweep_id or "") or \
+                any(s == sweep_id for s, _ in b.refusing)
             if sweep_id is not None and not involved:
                 continue
             out.append(WorkerPresence(b.worker, liveness(b, now), b, max(0.0, now - b.beat),

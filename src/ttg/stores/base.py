@@ -68,6 +68,8 @@ class ResultStore(ABC):
         name raises ConfigError."""
         existing = self.find(sweep.id)
         if existing is not None and not existing.same_work(sweep):
+            if existing.same_work(sweep, code=False):
+                raise ConfigError(code_changed(existing, sweep))
             raise ConfigError(f"a sweep named {sweep.id!r} already exists with another function or "
                               "space; choose another --name.")
         self._save_sweep(sweep, created=existing is None)
@@ -76,6 +78,11 @@ class ResultStore(ABC):
     @abstractmethod
     def _save_sweep(self, sweep: Sweep, *, created: bool) -> None:
         """Insert or update the sweep record; set its state to active."""
+
+    @abstractmethod
+    def delete(self, sweep_id: str) -> int:
+        """Remove the sweep's record and every result of it (``ttg delete``); returns
+        how many results went. Its id is then free for another sweep."""
 
     @abstractmethod
     def find(self, sweep_id: str) -> Sweep | None:
@@ -135,7 +142,7 @@ class ResultStore(ABC):
         """Delete the records with these statuses, keeping every other record, and
         return the index ranges that now need computing again (for ``ttg retry``)."""
         reopened: list[Chunk] = []
-        for rec in list(self.chunks(sweep_id, failed_only=True)):
+        for rec in list(self.chunks(sweep_id, failed_only="ok" not in statuses)):
             bad = set(rec.failed_offsets(statuses))
             if not bad:
                 continue
@@ -165,3 +172,13 @@ def _runs(rec: ChunkRecords, bad: set[int]) -> tuple[list[tuple[int, int]], list
             (redo if (k - 1) in bad else keep).append((run_start, rec.start + k))
             run_start = rec.start + k
     return keep, redo
+
+
+def code_changed(existing: Sweep, new: Sweep) -> str:
+    """One sentence: a named sweep run again with other code."""
+    if existing.code is None or new.code is None:
+        what = "it was made by an older TTG, without a code fingerprint"
+    else:
+        what = f"{', '.join(existing.code.differing(new.code)) or 'its code'} changed since"
+    return (f"sweep {existing.id!r} was computed with other code ({what}): its results are not this "
+            f"code's; run under a new --name, or `ttg delete {existing.id}` first to start over.")

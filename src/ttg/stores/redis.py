@@ -137,6 +137,19 @@ class RedisStore(ResultStore):
         self.sweep(sweep_id)
         return str(self._do(lambda: self.r.hget(f"{self.ns}s:{sweep_id}", "state")).decode())
 
+    def delete(self, sweep_id: str) -> int:
+        n = self.progress(sweep_id).done if self.find(sweep_id) is not None else 0
+        keys = [f"{self.ns}{k}:{sweep_id}" for k in ("s", "r", "d", "fail")]
+
+        def delete() -> None:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.delete(*keys)
+            pipe.zrem(f"{self.ns}sweeps", sweep_id)
+            pipe.execute()
+
+        self._do(delete)
+        return n
+
     def set_state(self, sweep_id: str, state: str) -> None:
         now = time.time()
         self._do(lambda: self.r.hset(f"{self.ns}s:{sweep_id}", mapping={"state": state, "updated": now}))

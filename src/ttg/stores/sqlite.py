@@ -98,6 +98,14 @@ class SqliteStore(ResultStore):
         row = self._db.execute("SELECT state FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
         return str(row[0])
 
+    def delete(self, sweep_id: str) -> int:
+        with self._tx() as db:
+            row = db.execute("SELECT n_ok + n_error + n_crashed + n_timeout FROM sweeps WHERE id = ?",
+                             (sweep_id,)).fetchone()
+            db.execute("DELETE FROM chunks WHERE sweep = ?", (sweep_id,))
+            db.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,))
+        return int(row[0]) if row else 0
+
     def set_state(self, sweep_id: str, state: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE sweeps SET state = ?, updated = ? WHERE id = ?",

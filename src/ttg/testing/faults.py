@@ -166,6 +166,10 @@ class FaultyStore(ResultStore):
         self.faults.before("set_state")
         self.inner.set_state(sweep_id, state)
 
+    def delete(self, sweep_id: str) -> int:
+        self.faults.before("delete")
+        return self.inner.delete(sweep_id)
+
     def commit(self, sweep_id: str, records: ChunkRecords) -> bool:
         self.faults.before("commit")
         return self.inner.commit(sweep_id, records)

@@ -296,7 +296,7 @@ class ChildLoop:
             return "split"
         if isinstance(decision, Isolated):
             rec = failed_record(lease.chunk, decision.status, decision.reason, self.options.worker_id,
-                                lease.attempt, task.rows)
+                                lease.attempt, task.rows, task.code)
             self._settle()
             if self.store.commit(task.sweep_id, rec):
                 self.events.committed(task.sweep_id, rec)
@@ -306,7 +306,7 @@ class ChildLoop:
 
     def _compute(self, task: Task, lease: Lease) -> str:
         try:
-            fn = self.gate.function(task.fn)
+            fn = self.gate.function(task)
             space = None if task.rows is not None else self.gate.space(task)
         except Unrunnable as no:
             return self._unrunnable(lease, no)
@@ -400,7 +400,7 @@ class ChildLoop:
                 statuses[k] = "error"
         params = task.rows[offset:offset + n] if task.rows is not None else None
         return ChunkRecords(part.start, part.start + n, values, durations, self.options.worker_id,
-                            attempt, statuses, errors, params)
+                            attempt, statuses, errors, params, task.code)
 
     def _commit_gaps(self, sweep_id: str, rec: ChunkRecords) -> list[ChunkRecords]:
         """Commit the parts of ``rec`` still without records, and return them. Another

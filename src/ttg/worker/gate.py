@@ -10,8 +10,9 @@ be built. When it does not, what happens to it depends on who could run it:
   whose messages this worker has verified before (so its secret is right):
   the chunk is dead-lettered, with the reason;
 - **another worker may**: this one is not allowed to run the function, cannot
-  import it, has another secret, or is on a store without the sweep's space:
-  the chunk goes back uncounted for the others (child.py, ``refused``).
+  import it, imports other code than the sweep's (its fingerprint differs),
+  has another secret, or is on a store without the sweep's space: the chunk
+  goes back uncounted for the others (child.py, ``refused``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,21 @@ from collections.abc import Callable
 from typing import Any
 
 from ..brokers.base import Lease
-from ..core import funcref
+from ..core import fingerprint, funcref
 from ..core.codec import Codec
+from ..core.fingerprint import Code
 from ..core.sweep import spec_digest
-from ..errors import BadMessage, BadSignature, FunctionError, NotAllowed, SpecError, SpecNotInStore, TtgError
+from ..errors import (
+    BadMessage,
+    BadSignature,
+    ConfigError,
+    FunctionError,
+    NotAllowed,
+    OtherCode,
+    SpecError,
+    SpecNotInStore,
+    TtgError,
+)
 from ..spaces import Space, space_from_spec
 from ..stores.base import ResultStore
 from .task import Task
@@ -53,6 +65,7 @@ class Gate:
         #: called before the store is read (the child's commit thread must be done with it)
         self.before_store = before_store
         self._functions: dict[str, Callable[[Any], Any]] = {}
+        self._codes: dict[tuple[str, tuple[str, ...]], Code] = {}
         self._spaces: dict[str, Space] = {}
         #: sweeps whose signed messages this worker has verified (its secret is theirs)
         self._verified: set[str] = set()
@@ -73,8 +86,10 @@ class Gate:
             raise Unrunnable(exc, nobody=False) from exc
         return task
 
-    def function(self, ref: str) -> Callable[[Any], Any]:
-        """The function ``ref`` names, imported once; raises Unrunnable."""
+    def function(self, task: Task) -> Callable[[Any], Any]:
+        """The task's function, imported once, if this worker's code is the sweep's;
+        raises Unrunnable."""
+        ref = task.fn
         if ref not in self._functions:
             try:
                 fn = funcref.resolve(ref)
@@ -82,7 +97,32 @@ class Gate:
             except (FunctionError, NotAllowed) as exc:
                 raise Unrunnable(exc, nobody=False) from exc
             self._functions[ref] = fn
-        return self._functions[ref]
+        fn = self._functions[ref]
+        if task.code is None:
+            raise Unrunnable(OtherCode(f"the chunks of {task.sweep_id} carry no code fingerprint (queued by "
+                                       "an older TTG); submit the sweep again with this TTG."), nobody=False)
+        mine = self._code(fn, task.code_paths)
+        if mine.digest != task.code:
+            raise Unrunnable(OtherCode(self._other_code(task, mine)), nobody=False)
+        return fn
+
+    def _code(self, fn: Callable[..., Any], paths: tuple[str, ...]) -> Code:
+        key = (getattr(fn, "__module__", ""), paths)
+        if key not in self._codes:
+            try:
+                self._codes[key] = fingerprint.of_function(fn, paths)
+            except ConfigError as exc:  # a --code path missing here
+                raise Unrunnable(OtherCode(str(exc)), nobody=False) from exc
+        return self._codes[key]
+
+    def _other_code(self, task: Task, mine: Code) -> str:
+        self.before_store()
+        sweep = self.store.find(task.sweep_id)
+        theirs = sweep.code if sweep is not None else None
+        differs = ", ".join(mine.differing(theirs)) if theirs is not None else "unknown files"
+        return (f"this worker has other code for {task.sweep_id} ({task.fn}): fingerprint {mine.short}, "
+                f"the sweep's {task.code[:12] if task.code else '?'} ({differs} differ); start it from the "
+                "sweep's code, or submit the sweep again from this code")
 
     def space(self, task: Task) -> Space:
         """The space of the task's sweep, built once; raises Unrunnable."""

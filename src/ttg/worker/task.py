@@ -30,16 +30,22 @@ class Task:
     max_attempts: int
     auto: float | None
     raw: dict[str, Any]
+    #: the digest of the code that may compute it (None: queued by an older TTG)
+    code: str | None = None
+    #: files besides the function's module that the digest covers (core/fingerprint.py)
+    code_paths: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, body: Any, lease: Lease) -> Task:
         try:
             chunk = Chunk(int(body["start"]), int(body["stop"]))
-            ref = body.get("space_ref")
+            ref, code = body.get("space_ref"), body.get("code")
+            paths = tuple(str(p) for p in body.get("code_paths") or ())
             task = cls(str(body["sweep"]), chunk, str(body["fn"]), body.get("space"),
                        None if ref is None else str(ref), body.get("rows"),
                        bool(body.get("batched")), _seconds(body.get("timeout")),
-                       int(body.get("max_attempts") or 3), _seconds(body.get("auto")), body)
+                       int(body.get("max_attempts") or 3), _seconds(body.get("auto")), body,
+                       None if code is None else str(code), paths)
         except (KeyError, TypeError, ValueError) as exc:
             raise BadMessage(f"malformed chunk message ({type(exc).__name__}: {exc}).") from exc
         if task.sweep_id != lease.sweep_id or task.chunk != lease.chunk:

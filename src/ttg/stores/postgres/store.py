@@ -157,6 +157,18 @@ class PostgresStore(ResultStore):
             raise AssertionError("unreachable")
         return str(row[0])
 
+    def delete(self, sweep_id: str) -> int:
+        def delete(db: Any) -> int:
+            with db.transaction():
+                row = db.execute("SELECT coalesce(sum(n_ok + n_error + n_crashed + n_timeout), 0) "
+                                 "FROM ttg_progress WHERE sweep = %s", (sweep_id,)).fetchone()
+                for table, column in (("ttg_chunks", "sweep"), ("ttg_progress", "sweep"),
+                                      ("ttg_sweeps", "id")):
+                    db.execute(f"DELETE FROM {table} WHERE {column} = %s", (sweep_id,))
+            return int(row[0]) if row else 0
+
+        return int(self._run(delete))
+
     def set_state(self, sweep_id: str, state: str) -> None:
         self._run(lambda db: db.execute("UPDATE ttg_sweeps SET state = %s, updated = %s WHERE id = %s",
                                         (state, time.time(), sweep_id)))

@@ -106,8 +106,14 @@ async function refreshSweep() {
       el("td", { text: e.index }), el("td", { text: e.status }),
       el("td", {}, el("details", {}, el("summary", { text: `${e.type}: ${e.message}` }), el("pre", { text: e.traceback || "(no traceback)" }))),
       el("td", {}, el("code", { text: JSON.stringify(e.point) })))));
-    document.getElementById("dead").replaceChildren(...d.dead.map(x =>
-      el("p", { class: "problem", text: `dead-lettered chunk ${x.chunk}: ${x.reason}` })));
+    const leaving = d.presence.filter(w => w.status === "alive" && w.refusing && w.refusing[s.id]);
+    const other = leaving.filter(w => w.refusing[s.id].includes("other code"));
+    document.getElementById("dead").replaceChildren(
+      ...(other.length ? [el("p", { class: "problem", "data-problem": "other-code",
+        text: `${other.length} worker${other.length > 1 ? "s have" : " has"} other code for this sweep: ${other[0].refusing[s.id]}` })] : []),
+      ...leaving.filter(w => !other.includes(w)).map(w => el("p", { class: "problem", "data-problem": "refusing",
+        text: `worker ${w.worker} leaves this sweep to others: ${w.refusing[s.id]}` })),
+      ...d.dead.map(x => el("p", { class: "problem", text: `dead-lettered chunk ${x.chunk}: ${x.reason}` })));
     problem(null);
   } catch (e) { problem(e); }
   tick();
