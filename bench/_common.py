@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -413,12 +413,13 @@ def pool_script_cmd(fn: str, total: int, workers: int, chunk: int, *, ordered_li
 
 
 def e2e_pair(fn: str, total: int, workers: int, ttg_chunk: int | str, pool_chunk: int, *,
-             ordered_list: bool, pool_first: bool) -> tuple[float, float]:
-    """One repetition of `ttg run` vs a Pool script, both from the command's start."""
+             ordered_list: bool, pool_first: bool, extra: Sequence[str] = ()) -> tuple[float, float]:
+    """One repetition of `ttg run` (with `extra` options) vs a Pool script, both from
+    the command's start."""
 
     def ttg_once() -> float:
         with fresh_home() as home:
-            r = run_timed(ttg_run_cmd(fn, total, workers, ttg_chunk, home))
+            r = run_timed([*ttg_run_cmd(fn, total, workers, ttg_chunk, home), *extra])
             check_all_ok(home, total, r.stdout)
         return r.seconds
 
