@@ -8,6 +8,10 @@ from types import ModuleType
 
 from .errors import ConfigError
 
+#: TTG's name on PyPI (the import name and the command are `ttg`; "ttg" on PyPI is
+#: an unrelated project)
+DISTRIBUTION = "ttg-sweep"
+
 #: what each extra is for (pyproject.toml's optional-dependencies)
 EXTRAS = {"redis": "Redis", "amqp": "RabbitMQ", "postgres": "PostgreSQL", "metrics": "Prometheus metrics",
           "dashboard": "the dashboard", "plot": "plots", "pandas": "pandas DataFrames"}
@@ -19,4 +23,4 @@ def need(module: str, extra: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ConfigError(f"{what} needs {exc.name or module}, which is not installed; install it with "
-                          f"pip install 'ttg[{extra}]'.") from None
+                          f"pip install '{DISTRIBUTION}[{extra}]'.") from None

@@ -174,12 +174,13 @@ def test_retry_brings_back_dead_lettered_chunks(home: Path) -> None:
 
 @pytest.mark.parametrize(("module", "args", "message"), [
     ("matplotlib", ["plot", "{sweep}", "--x", "x", "--value", "value", "-o", "{dir}/p.png"],
-     "ttg plot needs matplotlib, which is not installed; install it with pip install 'ttg[plot]'."),
+     "ttg plot needs matplotlib, which is not installed; install it with pip install 'ttg-sweep[plot]'."),
     ("uvicorn", ["dashboard", "--port", "0"],
-     "ttg dashboard needs uvicorn, which is not installed; install it with pip install 'ttg[dashboard]'."),
+     "ttg dashboard needs uvicorn, which is not installed; install it with pip install "
+     "'ttg-sweep[dashboard]'."),
     ("prometheus_client", ["exporter", "--port", "0"],
      "ttg exporter needs prometheus_client, which is not installed; install it with pip install "
-     "'ttg[metrics]'."),
+     "'ttg-sweep[metrics]'."),
 ], ids=["plot", "dashboard", "exporter"])
 def test_a_missing_extra_is_one_sentence(module: str, args: list[str], message: str, home: Path,
                                          tmp_path: Path) -> None:
@@ -201,7 +202,7 @@ def test_to_pandas_without_pandas_is_one_sentence(home: Path, tmp_path: Path) ->
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env=env)
     assert proc.stdout.strip() == ("Results.to_pandas() needs pandas, which is not installed; install it "
-                                   "with pip install 'ttg[pandas]'."), proc.stdout + proc.stderr
+                                   "with pip install 'ttg-sweep[pandas]'."), proc.stdout + proc.stderr
 
 
 def _blocking(tmp_path: Path, module: str) -> Path:

@@ -27,6 +27,7 @@ from ..settings import Settings
 from ..spaces import Space, load_spec_file, space_from_spec
 from ..spaces.flags import grid_axis, parse_range, random_param
 from ..stores import open_store
+from ..version import __version__
 from ..worker.child import ChildOptions
 from .observe import dashboard, exporter, plot
 from .options import common as _common
@@ -72,7 +73,7 @@ def _sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="ttg")
+@click.version_option(__version__, prog_name="ttg")
 def cli() -> None:
     """Run one Python function over a huge parameter space: exactly one result per index."""
 
