@@ -160,3 +160,33 @@ def big_result(x: int) -> str:
 def counted_i(p: dict[str, Any]) -> int:
     """``counted`` for a grid point: records its ``i``."""
     return counted(int(p["i"]))
+
+
+def with_context(p: Any) -> dict[str, Any]:
+    """What ``ttg.context()`` says about the point (any space kind)."""
+    import ttg
+
+    ctx = ttg.context()
+    assert ctx is not None
+    return {"ctx_index": ctx.index, "ctx_attempt": ctx.attempt, "ctx_sweep": ctx.sweep, "ctx_seed": ctx.seed,
+            "ctx_worker": ctx.worker, "ctx_draw": float(ctx.rng().random())}
+
+
+def context_attempt_exit_on_13(x: int) -> int:
+    """Index 13 kills its process on its chunk's first attempt; returns the attempt."""
+    import ttg
+
+    ctx = ttg.context()
+    assert ctx is not None and ctx.index == x
+    if x == 13 and ctx.attempt == 1:
+        os._exit(1)
+    return ctx.attempt
+
+
+def batched_seeds(xs: Any) -> Any:
+    """A batched function: each point's seed, from the batch's first index."""
+    import ttg
+
+    ctx = ttg.context()
+    assert ctx is not None
+    return [ctx.seed_of(ctx.index + k) for k in range(len(xs))]

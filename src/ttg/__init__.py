@@ -21,13 +21,14 @@ from .client.api import (
     submit,
     uniform,
 )
+from .core.context import Context, context
 from .errors import TtgError
 from .settings import Settings
 from .spaces import Space
 from .version import __version__
 
 __all__ = [
-    "Grid", "Random", "Range", "Results", "Rows", "Settings", "Space", "TtgError", "__version__",
-    "arange", "as_space", "choice", "integers", "linspace", "logspace", "loguniform", "normal",
+    "Context", "Grid", "Random", "Range", "Results", "Rows", "Settings", "Space", "TtgError", "__version__",
+    "arange", "as_space", "choice", "context", "integers", "linspace", "logspace", "loguniform", "normal",
     "results", "run", "submit", "uniform",
 ]

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..brokers.base import Broker, Lease
 from ..core import funcref
@@ -39,13 +38,12 @@ from ..errors import (
     StoreError,
     TtgError,
 )
-from ..spaces import Space
 from ..stores.base import ResultStore
-from .compute import Beacon, make_storable, run_batch, run_points
+from .compute import Beacon, compute_part, make_storable
 from .events import Events
 from .gate import Gate, Refusals, Unrunnable
 from .pace import LONG_SECONDS
-from .task import Task, batch_input, rows_to_columns, rss_mb
+from .task import Task, rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +312,7 @@ class ChildLoop:
         parts = self._to_compute(task, lease)
         for part in parts:
             started = time.perf_counter()
-            rec = self._run(fn, space, task, part, lease.attempt)
+            rec = compute_part(fn, space, task, part, lease.attempt, self.options.worker_id, self.beacon)
             short = time.perf_counter() - started < LONG_SECONDS
             make_storable(rec)
             outcome = "computed"
@@ -377,30 +375,6 @@ class ChildLoop:
             return [task.chunk]
         self._settle()
         return self.store.uncommitted(task.sweep_id, task.chunk)
-
-    def _run(self, fn: Callable[[Any], Any], space: Space | None, task: Task, part: Chunk,
-             attempt: int) -> ChunkRecords:
-        offset = part.start - task.chunk.start
-        if task.rows is not None:
-            points: Any = task.rows[offset:offset + len(part)]
-        else:
-            assert space is not None
-            points = batch_input(space, part) if task.batched else space.points(part.start, part.stop)
-        if task.batched:
-            batch = rows_to_columns(points) if task.rows is not None else points
-            values, durations, errors = run_batch(fn, batch, len(part), part.start, self.beacon)
-        else:
-            deadline = None if task.auto is None else time.perf_counter() + task.auto
-            values, durations, errors = run_points(fn, points, part.start, self.beacon, deadline)
-        n = len(values)
-        statuses = None
-        if errors:
-            statuses = ["ok"] * n
-            for k in errors:
-                statuses[k] = "error"
-        params = task.rows[offset:offset + n] if task.rows is not None else None
-        return ChunkRecords(part.start, part.start + n, values, durations, self.options.worker_id,
-                            attempt, statuses, errors, params, task.code)
 
     def _commit_gaps(self, sweep_id: str, rec: ChunkRecords) -> list[ChunkRecords]:
         """Commit the parts of ``rec`` still without records, and return them. Another

@@ -1,4 +1,4 @@
-"""Running the user's function over the points of one chunk.
+"""Running the user's function over the points of one chunk, into its records.
 
 The hot loop does as little as it can per point: call, append, and time the
 point unless the function is so fast that reading the clock would cost more
@@ -15,8 +15,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..core import context
+from ..core.chunking import Chunk
 from ..core.codec import pack
 from ..core.records import ChunkRecords
+from ..spaces import Space
+from .task import Task, batch_input, rows_to_columns
 
 Beacon = Any  # a memoryview of int64: [index + 1 being computed (0: none), calls started]
 
@@ -26,6 +30,37 @@ PROBE = 32
 #: Below this mean duration a point is "fast": timing each would cost more than the
 #: work (a clock read is ~50 ns), so the rest of the chunk is timed as a whole.
 FAST_NS = 20_000
+
+
+def compute_part(fn: Callable[[Any], Any], space: Space | None, task: Task, part: Chunk, attempt: int,
+                 worker_id: str, beacon: Beacon) -> ChunkRecords:
+    """The records of ``part`` of ``task``'s chunk (``space``: None for rows carried
+    in the message), with ``ttg.context()`` telling the function where it is."""
+    offset = part.start - task.chunk.start
+    if task.rows is not None:
+        points: Any = task.rows[offset:offset + len(part)]
+    else:
+        assert space is not None
+        points = batch_input(space, part) if task.batched else space.points(part.start, part.stop)
+    context.enter(task.sweep_id, attempt, worker_id, beacon)
+    try:
+        if task.batched:
+            batch = rows_to_columns(points) if task.rows is not None else points
+            values, durations, errors = run_batch(fn, batch, len(part), part.start, beacon)
+        else:
+            deadline = None if task.auto is None else time.perf_counter() + task.auto
+            values, durations, errors = run_points(fn, points, part.start, beacon, deadline)
+    finally:
+        context.leave()
+    n = len(values)
+    statuses = None
+    if errors:
+        statuses = ["ok"] * n
+        for k in errors:
+            statuses[k] = "error"
+    params = task.rows[offset:offset + n] if task.rows is not None else None
+    return ChunkRecords(part.start, part.start + n, values, durations, worker_id, attempt, statuses, errors,
+                        params, task.code)
 
 
 def run_points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, beacon: Beacon,
