@@ -190,3 +190,39 @@ def batched_seeds(xs: Any) -> Any:
     ctx = ttg.context()
     assert ctx is not None
     return [ctx.seed_of(ctx.index + k) for k in range(len(xs))]
+
+
+_tries: dict[Any, int] = {}
+
+
+def flaky_twice(x: int) -> int:
+    """Raises ConnectionResetError (a ConnectionError) on its first two tries of each
+    point in this process, then returns; counts every try."""
+    _count(x)
+    _tries[x] = _tries.get(x, 0) + 1
+    if _tries[x] <= 2:
+        raise ConnectionResetError(f"try {_tries[x]} of {x}")
+    return x * 10
+
+
+def slow_flaky_twice(x: int) -> int:
+    """Each try takes 0.4 s; the first two of each point raise TimeoutError."""
+    _count(x)
+    time.sleep(0.4)
+    _tries[x] = _tries.get(x, 0) + 1
+    if _tries[x] <= 2:
+        raise TimeoutError(f"try {_tries[x]} of {x}")
+    return x
+
+
+def value_error(x: int) -> int:
+    _count(x)
+    raise ValueError(f"{x} is wrong")
+
+
+def fails_from_100(x: int) -> int:
+    """Fails on every index from 100 on (the first chunks of a sweep succeed)."""
+    _count(x)
+    if x >= 100:
+        raise RuntimeError(f"{x} fails")
+    return x

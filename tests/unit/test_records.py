@@ -29,8 +29,10 @@ def chunk_records(draw: st.DrawFn) -> ChunkRecords:
     # timed points differ; a fast function's stretch shares one value (stored as runs)
     durations = draw(st.lists(st.integers(0, 10**12), min_size=n, max_size=n)
                      | st.lists(st.sampled_from([0, 7, 10**9]), min_size=n, max_size=n))
+    # points tried more than once in place (core/failures.py): sparse, offset -> tries
+    tries = draw(st.none() | st.dictionaries(st.integers(0, n - 1), st.integers(2, 101), min_size=1))
     return ChunkRecords(start, start + n, values, durations, draw(st.text(max_size=8)),
-                        draw(st.integers(1, 5)), statuses, errors, params)
+                        draw(st.integers(1, 5)), statuses, errors, params, None, tries)
 
 
 @settings(max_examples=50, deadline=None)
@@ -51,6 +53,7 @@ def test_slices_put_back_together_give_the_chunk(rec: ChunkRecords, data: st.Dat
     assert sum(len(p) for p in parts) == len(rec)
     rows = [row for p in parts for row in p.rows()]
     assert rows == list(rec.rows())
+    assert [p.tries_of(k) for p in parts for k in range(len(p))] == [rec.tries_of(k) for k in range(len(rec))]
     for p in parts:
         assert ChunkRecords.decode(p.start, p.stop, p.encode()) == p
         if p.statuses is not None:

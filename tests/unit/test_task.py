@@ -20,12 +20,14 @@ from ttg.worker.task import Task
 
 from .test_codec import ANY
 
-SWEEP = Sweep.create("tests.funcs:square", RangeSpace(100), Options(chunk_size=10, timeout=5.0))
+SWEEP = Sweep.create("tests.funcs:square", RangeSpace(100),
+                     Options(chunk_size=10, timeout=5.0, retries=2, retry_on=("ConnectionError",),
+                             retry_backoff=0.5, max_failures="5%"))
 BIG = Sweep.create("tests.funcs:square", GridSpace({"i": list(range(2000))}), Options(chunk_size=10))
 CHUNK = Chunk(10, 20)
 #: every field a chunk message may carry (rows: a file space's; space_ref: a big spec's)
 FIELDS = ["sweep", "start", "stop", "fn", "batched", "timeout", "max_attempts", "auto", "first", "space",
-          "space_ref", "rows"]
+          "space_ref", "rows", "code", "code_paths", "retries", "max_failures"]
 
 
 def lease(sweep: Sweep) -> Lease:
@@ -40,6 +42,14 @@ def body(sweep: Sweep) -> dict[str, Any]:
 def test_the_message_of_a_sweep_parses(sweep: Sweep) -> None:
     task = Task.parse(body(sweep), lease(sweep))
     assert (task.sweep_id, task.chunk, task.fn) == (sweep.id, CHUNK, sweep.function)
+    o = sweep.options
+    if o.retries:
+        assert task.retries is not None
+        assert (task.retries.retries, task.retries.retry_on, task.retries.backoff) == (
+            o.retries, o.retry_on, o.retry_backoff)
+    else:
+        assert task.retries is None
+    assert task.max_failures == o.max_failures
     assert (task.space is None) == (sweep is BIG) and (task.space_ref is None) == (sweep is SWEEP)
 
 

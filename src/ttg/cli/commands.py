@@ -54,6 +54,16 @@ def _sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-attempts", type=int, default=3, show_default=True,
                      help="Crashes or timeouts of a chunk before it is split."),
         click.option("--timeout", type=float, help="Seconds one call of the function may take."),
+        click.option("--retries", type=int, default=0, show_default=True,
+                     help="Try a point again in place up to N times when the function raises "
+                          "(an exception named by --retry-on; any, if none is named)."),
+        click.option("--retry-on", metavar="EXC[,EXC...]",
+                     help="Exception classes to try again: ConnectionError,requests.exceptions.Timeout "
+                          "(subclasses too)."),
+        click.option("--retry-backoff", type=float, default=0.0, show_default=True, metavar="SECONDS",
+                     help="Wait before the second try; each next wait doubles."),
+        click.option("--max-failures", metavar="N|P%",
+                     help="Stop the sweep once N points (or P% of them) failed; ttg run exits 1."),
         click.option("--target-chunk-seconds", type=float, default=1.0, show_default=True,
                      help="Target chunk duration with --chunk-size auto."),
         click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first."),
@@ -99,7 +109,7 @@ def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
                   sub.already_done, dead, reused=sub.reused, older=older)
     if watcher.outcome == "interrupted":
         sys.exit(130)
-    if watcher.outcome == "stuck":
+    if watcher.outcome in ("stuck", "stopped"):
         sys.exit(1)
 
 
@@ -184,8 +194,10 @@ def _run_shard(s: Settings, sweep_id: str | None, options: ChildOptions) -> None
 
 def _make_sweep(kw: dict[str, Any]) -> tuple[Sweep, Space]:
     space = space_from_spec(_space_spec(kw))
+    retry_on = tuple(n.strip() for n in (kw["retry_on"] or "").split(",") if n.strip())
     options = Options(parse_chunk_size(kw["chunk_size"]), kw["max_attempts"], kw["timeout"], kw["priority"],
-                      kw["batched"], kw["target_chunk_seconds"])
+                      kw["batched"], kw["target_chunk_seconds"], kw["retries"], retry_on, kw["retry_backoff"],
+                      kw["max_failures"])
     paths = [*kw["code_paths"], *paths_from_env()]
     return client.prepare(kw["function"], space, options, kw["name"], paths), space
 

@@ -59,6 +59,8 @@ def status(name: str | None, **kw: Any) -> None:
         click.echo(f"queue     {q.queued} queued, {q.leased} leased chunks" + (
             f"; {dead} points in dead-lettered chunks without results (`ttg errors {name}` says why, "
             f"`ttg retry {name}` queues them again)" if dead else ""))
+        if st.reason:
+            click.echo(f"stopped   {st.reason}")
         for worker, why in st.refusing:
             click.echo(f"refused   by worker {worker}, which leaves its chunks to others: {why}")
 

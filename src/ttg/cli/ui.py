@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table as RichTable
 
 from ..brokers.base import Broker, DeadLetter
+from ..core.failures import shown_state, stopped_reason
 from ..core.sweep import Sweep
 from ..stores.base import Progress as SweepProgress
 from ..stores.base import SweepInfo
@@ -82,6 +83,10 @@ def print_summary(sweep: Sweep, p: SweepProgress, seconds: float, outcome: str, 
     for info in older:
         click.echo(f"  earlier: {info.sweep.id} ran this function over this space with other code "
                    f"({info.progress.done} results, kept); --reuse copies only results of the same code")
+    stopped = stopped_reason(sweep.options.max_failures, p.failed, p.total) if outcome == "stopped" else None
+    if stopped:
+        click.echo(f"  {stopped}: fix the function (a new sweep) or run again with a higher "
+                   "--max-failures to go on")
     if outcome == "interrupted":
         click.echo("  interrupted: run the same command again to resume", err=True)
     click.echo(f"  results:  ttg results {sweep.id} -o results.parquet")
@@ -104,7 +109,8 @@ def sweeps_table(infos: Sequence[SweepInfo], broker: Broker) -> None:
     for info in infos:
         p = info.progress
         q = broker.stats(info.sweep.id)
-        state = "done" if p.complete else info.state
+        state = "done" if p.complete else shown_state(info.state, info.sweep.options.max_failures, p.failed,
+                                                      p.total)
         code = info.sweep.code.short if info.sweep.code else "-"
         table.add_row(info.sweep.id, state, f"{p.done}/{p.total}", str(p.failed),
                       f"{q.queued}+{q.leased}", info.sweep.function.rpartition("/")[2], code,

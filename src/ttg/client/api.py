@@ -163,15 +163,21 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         chunk_size: int | str = "auto", max_attempts: int = 3, timeout: float | None = None,
         batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
         name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
+        retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (), retry_backoff: float = 0.0,
+        max_failures: int | str | None = None,
         home: str | Path | None = None, broker: str | None = None,
         store: str | None = None, settings: Settings | None = None) -> Results:
     """Submit a sweep (resuming it if it exists), run local workers until it is done,
     and return its results. ``fn`` is a function object or ``"pkg.mod:fn"``; ``code``:
     files or directories whose content counts besides the function's module (and
-    ``TTG_CODE``); ``reuse``: copy what this code already computed in other sweeps."""
+    ``TTG_CODE``); ``reuse``: copy what this code already computed in other sweeps;
+    ``retries``, ``retry_on`` (exception classes or their names), ``retry_backoff``:
+    try a point again in place; ``max_failures``: stop the sweep once that many
+    points (``"5%"``: that share of them) failed."""
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
     options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
-                      target_chunk_seconds)
+                      target_chunk_seconds, retries, _names(retry_on), retry_backoff,
+                      None if max_failures is None else str(max_failures))
     with open_broker(s) as b, open_store(s) as st:
         sweep = _queue(s, fn, space, options, name, b, st, code, reuse)
         watcher = run_local(s, sweep, b, st)
@@ -181,16 +187,26 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
 def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto", max_attempts: int = 3,
            timeout: float | None = None, batched: bool = False, priority: int = 0,
            target_chunk_seconds: float = 1.0, name: str | None = None, code: Sequence[str] = (),
-           reuse: bool = False, home: str | Path | None = None, broker: str | None = None,
+           reuse: bool = False, retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (),
+           retry_backoff: float = 0.0, max_failures: int | str | None = None,
+           home: str | Path | None = None, broker: str | None = None,
            store: str | None = None, settings: Settings | None = None) -> Results:
-    """Queue a sweep for workers started elsewhere (``ttg worker``); ``code`` and
-    ``reuse`` as for ``run``."""
+    """Queue a sweep for workers started elsewhere (``ttg worker``); the options as
+    for ``run``."""
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
     options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
-                      target_chunk_seconds)
+                      target_chunk_seconds, retries, _names(retry_on), retry_backoff,
+                      None if max_failures is None else str(max_failures))
     with open_broker(s) as b, open_store(s) as st:
         sweep = _queue(s, fn, space, options, name, b, st, code, reuse)
     return Results(s, sweep)
+
+
+def _names(classes: Sequence[str | type[BaseException]]) -> tuple[str, ...]:
+    """Exception classes as --retry-on names them (a class: its qualified name)."""
+    if isinstance(classes, str | type):
+        classes = [classes]
+    return tuple(c if isinstance(c, str) else f"{c.__module__}.{c.__qualname__}" for c in classes)
 
 
 def _queue(s: Settings, fn: FunctionLike, space: SpaceLike, options: Options, name: str | None,

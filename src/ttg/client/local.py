@@ -12,6 +12,7 @@ from ..brokers.base import Broker
 from ..core import funcref
 from ..core.chunking import Chunk, gaps, merged
 from ..core.codec import Codec
+from ..core.failures import stopped_reason
 from ..core.sweep import Sweep
 from ..errors import DiskFull
 from ..settings import Settings
@@ -52,8 +53,10 @@ class Watcher:
         if self.progress.complete:
             self.outcome = "complete"
             return True
-        if self.store.state(self.sweep.id) == "cancelled":
-            self.outcome = "cancelled"
+        if self.store.state(self.sweep.id) == "cancelled":  # by a user, or by its failure limit
+            p = self.progress
+            stopped = stopped_reason(self.sweep.options.max_failures, p.failed, p.total)
+            self.outcome = "cancelled" if stopped is None else "stopped"
             return True
         if self.broker.stats(self.sweep.id).active:
             self._idle_since = None

@@ -5,7 +5,8 @@ grid's axes, a random space's parameters, a file's columns); the result (a
 dict result is flattened to one column per key; anything else goes to
 ``value``; a key that clashes with another column gets a ``result_`` prefix);
 ``status`` (ok, error, crashed, timeout); ``error`` ("Type: message");
-``duration`` (seconds); ``worker``; ``attempt``.
+``duration`` (seconds); ``worker``; ``attempt``; and, for a sweep that tries
+points again in place (``retries``), ``tries``.
 
 Writing a file takes two passes over the store: one to settle the schema
 (column types can only be known once every chunk was seen), one to write.
@@ -51,6 +52,7 @@ class Table:
         self.sweep = sweep
         self._space: Space | None = None if sweep.is_file else sweep.make_space()
         self._point_fields = list(sweep.fields)
+        self._tail = (*_TAIL, "tries") if sweep.options.retries else _TAIL
 
     # -- rows as Python data ------------------------------------------------------
 
@@ -62,7 +64,7 @@ class Table:
         else:
             assert self._space is not None
             cols.update(self._space.columns(rec.start, rec.stop))
-        cols.update(self._result_columns(rec.values, set(cols)))
+        cols.update(self._result_columns(rec.values, set(cols) | set(self._tail)))
         statuses = [rec.status(k) for k in range(len(rec))]
         errs = rec.errors or {}
         cols["status"] = statuses
@@ -70,6 +72,8 @@ class Table:
         cols["duration"] = [d / 1e9 for d in rec.durations]
         cols["worker"] = [rec.worker] * len(rec)
         cols["attempt"] = [rec.attempt] * len(rec)
+        if self.sweep.options.retries:
+            cols["tries"] = [rec.tries_of(k) for k in range(len(rec))]
         return cols
 
     @staticmethod
@@ -86,7 +90,7 @@ class Table:
             out["value"] = [None if isinstance(v, dict) else v for v in values]
         for k in keys:
             name = str(k)
-            if name in taken or name in _TAIL or name == "value":
+            if name in taken or name == "value":
                 name = f"result_{name}"
             out[name] = [v.get(k) if isinstance(v, dict) else None for v in values]
         return out
@@ -106,7 +110,7 @@ class Table:
             for name, values in self._columns(rec).items():
                 fields[name] = _unify(fields.get(name), _array(values).type)
         order = ["index", *self._point_fields]
-        tail = [n for n in _TAIL if n in fields]
+        tail = [n for n in self._tail if n in fields]
         middle = [n for n in fields if n not in order and n not in tail]
         return pa.schema([(n, _storable(fields.get(n, pa.null()))) for n in [*order, *middle, *tail]])
 

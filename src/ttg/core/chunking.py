@@ -32,6 +32,11 @@ MAX_POINTS = 2**53
 MAX_CHUNK_POINTS = 10_000_000
 #: The most points of a batched chunk with chunk_size="auto": one call gets them all.
 MAX_BATCH_POINTS = 1_000_000
+#: The most points a child computes of a chunk with chunk_size="auto" before it
+#: commits them and hands the rest back, even before the target duration: a fast
+#: function makes millions of results a second, and a child holds them in memory
+#: until they commit (~60 bytes each, ~400 for a failed point and its message).
+MAX_AUTO_PIECE = 250_000
 #: The most chunks a sweep is queued as (every chunk is a message and a row).
 MAX_CHUNKS = 10_000_000
 

@@ -7,8 +7,9 @@ durations in integer nanoseconds (small ints pack into 1 to 5 bytes), or, when
 that is shorter, ``r`` the same as runs ``[value, count, value, count...]``
 (a fast function's points are timed per stretch, so they share a value); ``w``
 worker id; ``a`` attempt; ``c`` the fingerprint of the code that computed them
-(core/fingerprint.py); ``p`` the points themselves, for file spaces only
-(generated points are recomputed from the spec on export).
+(core/fingerprint.py); ``t`` {offset: tries} for points tried more than once in
+place (core/failures.py), absent when none was; ``p`` the points themselves, for
+file spaces only (generated points are recomputed from the spec on export).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class ChunkRecords:
     params: list[Any] | None = None
     #: the digest of the code that computed them (None: recorded by an older TTG)
     code: str | None = None
+    #: offset -> tries, for points tried more than once in place (None: every point once)
+    tries: dict[int, int] | None = None
     #: the encoded blob, memoized by encode()
     _blob: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -53,6 +56,9 @@ class ChunkRecords:
 
     def status(self, offset: int) -> str:
         return "ok" if self.statuses is None else self.statuses[offset]
+
+    def tries_of(self, offset: int) -> int:
+        return 1 if self.tries is None else self.tries.get(offset, 1)
 
     def counts(self) -> dict[str, int]:
         if self.statuses is None:
@@ -74,8 +80,11 @@ class ChunkRecords:
         if statuses is not None and all(s == "ok" for s in statuses):
             statuses = None
         params = self.params[i:j] if self.params is not None else None
+        tries = None
+        if self.tries:
+            tries = {k - i: n for k, n in self.tries.items() if i <= k < j} or None
         return ChunkRecords(a, b, self.values[i:j], self.durations[i:j], self.worker, self.attempt,
-                            statuses, errors, params, self.code)
+                            statuses, errors, params, self.code, tries)
 
     def encode(self) -> bytes:
         """The blob (computed once; raises TypeError for values msgpack cannot store)."""
@@ -90,6 +99,7 @@ class ChunkRecords:
             "c": self.code,
             **({"r": runs} if runs is not None else {"d": self.durations}),
             "e": {k: list(v) for k, v in self.errors.items()} if self.errors else None,
+            **({"t": self.tries} if self.tries else {}),
         })
 
     @classmethod
@@ -97,7 +107,9 @@ class ChunkRecords:
         d = unpack(blob)
         errors = {int(k): (v[0], v[1], v[2]) for k, v in d["e"].items()} if d.get("e") else None
         durations = d["d"] if "d" in d else _expand(d["r"])
-        return cls(start, stop, d["v"], durations, d["w"], d["a"], d.get("s"), errors, d.get("p"), d.get("c"))
+        tries = {int(k): int(n) for k, n in d["t"].items()} if d.get("t") else None
+        return cls(start, stop, d["v"], durations, d["w"], d["a"], d.get("s"), errors, d.get("p"), d.get("c"),
+                   tries)
 
     def rows(self) -> Iterator[tuple[int, str, Any, str | None, float]]:
         """(index, status, value, error text, duration) for each point."""

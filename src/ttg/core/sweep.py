@@ -15,6 +15,7 @@ from ..errors import ConfigError, SpecError
 from ..spaces import Space, space_from_spec
 from . import funcref
 from .chunking import MAX_CHUNK_POINTS, MAX_CHUNKS, MAX_POINTS, TARGET_CHUNK_SECONDS, Chunk, auto_size
+from .failures import Retries, check, parse_max_failures
 from .fingerprint import Code
 
 
@@ -35,8 +36,19 @@ class Options:
     batched: bool = False
     #: Target duration of a chunk for chunk_size="auto".
     target_chunk_seconds: float = TARGET_CHUNK_SECONDS
+    #: Tries of a point in place after an exception (core/failures.py): how many more,
+    #: of which exception classes (none listed: any), after what first back-off.
+    retries: int = 0
+    retry_on: tuple[str, ...] = ()
+    retry_backoff: float = 0.0
+    #: Stop the sweep once this many points ("10") or this share of them ("5%") failed.
+    max_failures: str | None = None
 
     def __post_init__(self) -> None:
+        # a record read back from JSON holds a list; an API user may give any sequence
+        object.__setattr__(self, "retry_on", tuple(self.retry_on))
+        object.__setattr__(self, "max_failures", parse_max_failures(self.max_failures))
+        check(self.retries, self.retry_on, self.retry_backoff)
         if self.chunk_size is not None and not 1 <= self.chunk_size <= MAX_CHUNK_POINTS:
             raise ConfigError(f"chunk size must be 'auto' or an integer from 1 to {MAX_CHUNK_POINTS:,} (a "
                               f"worker holds a chunk's results in memory), not {self.chunk_size}.")
@@ -135,6 +147,10 @@ class Sweep:
         }
         if first:
             body["first"] = True
+        if o.retries:
+            body["retries"] = Retries(o.retries, o.retry_on, o.retry_backoff).to_message()
+        if o.max_failures is not None:
+            body["max_failures"] = o.max_failures
         if self.code is not None:  # which code may compute it (signed with the rest)
             body["code"] = self.code.digest
             if self.code.paths:

@@ -29,6 +29,7 @@ from typing import Any
 from ..brokers import open_broker
 from ..brokers.base import Broker, DeadLetter, QueueStats
 from ..core.codec import Codec
+from ..core.failures import shown_state
 from ..core.sweep import Sweep
 from ..settings import Settings
 from ..stores import open_presence, open_store
@@ -39,7 +40,7 @@ from ..stores.presence import STATUSES, PresenceStore, WorkerBeat, liveness, sup
 @dataclass(frozen=True)
 class SweepStatus:
     sweep: Sweep
-    #: "active", "cancelled" or "done"
+    #: "active", "cancelled", "stopped" (by its failure limit) or "done"
     state: str
     progress: Progress
     queue: QueueStats
@@ -135,6 +136,7 @@ class SweepMonitor:
         now = self.clock()
         rate = self._sample(sweep.id, now, p.done)
         eta: float | None = None
+        state = shown_state(state, sweep.options.max_failures, p.failed, p.total)
         if p.complete:  # without samples while it ran: its average pace from start to last commit
             state, rate, eta = "done", rate or p.total / max(updated - sweep.created, 1e-3), 0.0
         elif rate:

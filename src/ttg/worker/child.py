@@ -42,6 +42,7 @@ from ..stores.base import ResultStore
 from .compute import Beacon, compute_part, make_storable
 from .events import Events
 from .gate import Gate, Refusals, Unrunnable
+from .limits import FailureLimits
 from .pace import LONG_SECONDS
 from .task import Task, rss_mb
 
@@ -101,6 +102,7 @@ class ChildLoop:
         #: failed tries in a row (0: the broker and the store answer)
         self._outages = 0
         self.refusals = Refusals()
+        self.limits = FailureLimits(broker, store)
         #: a chunk being committed in the background: (lease, sweep id, its commit)
         self._pending: tuple[Lease, str, Future[list[ChunkRecords]]] | None = None
         self._committer = (ThreadPoolExecutor(1, thread_name_prefix="ttg-commit")
@@ -258,7 +260,7 @@ class ChildLoop:
         done = commit.result()
         self._pending = None
         for rec in done:
-            self.events.committed(sweep_id, rec)
+            self._committed(sweep_id, rec)
         self._unacked.append(lease)
 
     def _drained(self) -> bool:
@@ -282,6 +284,7 @@ class ChildLoop:
         except Unrunnable as no:
             return self._unrunnable(lease, no)
         self.reporter.leased(lease, task.timeout)
+        self.limits.note(task)
         signed = self.codec.signed_failures(lease.sweep_id, lease.chunk, lease.last_failure)
         decision = decide(lease.chunk, lease.failures, task.max_attempts, lease.last_failure, signed)
         if isinstance(decision, SetAside):
@@ -297,7 +300,7 @@ class ChildLoop:
                                 lease.attempt, task.rows, task.code)
             self._settle()
             if self.store.commit(task.sweep_id, rec):
-                self.events.committed(task.sweep_id, rec)
+                self._committed(task.sweep_id, rec)
             self.broker.dead_letter(lease, decision.reason)
             return "isolated"
         return self._compute(task, lease)
@@ -354,7 +357,11 @@ class ChildLoop:
 
     def _commit_now(self, sweep_id: str, rec: ChunkRecords) -> None:
         for piece in self._commit(sweep_id, rec):
-            self.events.committed(sweep_id, piece)
+            self._committed(sweep_id, piece)
+
+    def _committed(self, sweep_id: str, rec: ChunkRecords) -> None:
+        self.events.committed(sweep_id, rec)
+        self.limits.committed(sweep_id, rec)
 
     def _commit(self, sweep_id: str, rec: ChunkRecords) -> list[ChunkRecords]:
         """Commit ``rec``; returns what this call committed (``rec``, or the parts of

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import context
-from ..core.chunking import Chunk
+from ..core.chunking import MAX_AUTO_PIECE, Chunk
 from ..core.codec import pack
 from ..core.records import ChunkRecords
 from ..spaces import Space
@@ -35,13 +35,20 @@ FAST_NS = 20_000
 def compute_part(fn: Callable[[Any], Any], space: Space | None, task: Task, part: Chunk, attempt: int,
                  worker_id: str, beacon: Beacon) -> ChunkRecords:
     """The records of ``part`` of ``task``'s chunk (``space``: None for rows carried
-    in the message), with ``ttg.context()`` telling the function where it is."""
+    in the message), with ``ttg.context()`` telling the function where it is. With
+    chunk_size="auto" it may cover less than ``part`` (its deadline passed, or
+    ``MAX_AUTO_PIECE`` points were computed): the caller hands the rest back."""
+    if task.auto is not None and not task.batched:
+        part = Chunk(part.start, min(part.stop, part.start + MAX_AUTO_PIECE))
     offset = part.start - task.chunk.start
     if task.rows is not None:
         points: Any = task.rows[offset:offset + len(part)]
     else:
         assert space is not None
         points = batch_input(space, part) if task.batched else space.points(part.start, part.stop)
+    tries: dict[int, int] = {}  # index -> tries, for points tried more than once
+    if task.retries is not None:
+        fn = task.retries.wrap(fn, beacon, tries)
     context.enter(task.sweep_id, attempt, worker_id, beacon)
     try:
         if task.batched:
@@ -59,8 +66,10 @@ def compute_part(fn: Callable[[Any], Any], space: Space | None, task: Task, part
         for k in errors:
             statuses[k] = "error"
     params = task.rows[offset:offset + n] if task.rows is not None else None
+    if task.batched and tries:  # one call for the whole batch: every point took its tries
+        tries = dict.fromkeys(range(part.start, part.start + n), tries[part.start])
     return ChunkRecords(part.start, part.start + n, values, durations, worker_id, attempt, statuses, errors,
-                        params, task.code)
+                        params, task.code, {i - part.start: k for i, k in tries.items()} or None)
 
 
 def run_points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, beacon: Beacon,

@@ -42,7 +42,8 @@ class Slot:
     number: int
     process: ChildProcess
     conn: Connection
-    #: shared int64s written by the child: [index being computed + 1 (0: none)]
+    #: shared int64s written by the child: [index being computed + 1 (0: none), tries
+    #: started in place (core/failures.py)]
     beacon: memoryview
     #: the chunk the child computes, since when (supervisor's monotonic clock) and its
     #: per-call timeout
@@ -59,8 +60,10 @@ class Slot:
     killed_for_shutdown: bool = False
     #: the child's last word (protocol.Bye), e.g. "drained": do not replace it
     retiring: str | None = None
-    #: the beacon's value when last looked at, and since when it has not changed
+    #: the beacon's index when last looked at, and since when it (and the tries of
+    #: that index) have not changed
     watched_index: int = 0
+    watched_tries: int = 0
     watched_since: float = 0.0
 
     def computing(self, lease: Lease, timeout: float | None, now: float) -> None:

@@ -342,9 +342,9 @@ class Supervisor:
         for slot in self.slots.values():
             if slot.lease is None or slot.timeout is None or slot.killed_for is not None:
                 continue
-            current = slot.beacon[0]
-            if current != slot.watched_index:
-                slot.watched_index, slot.watched_since = current, now
+            current, tries = slot.beacon[0], slot.beacon[1]  # each try is timed on its own
+            if current != slot.watched_index or tries != slot.watched_tries:
+                slot.watched_index, slot.watched_tries, slot.watched_since = current, tries, now
             elif current and now - slot.watched_since > slot.timeout:
                 index = current - 1
                 slot.killed_for = Failure("timeout", f"index {index} ran longer than the "

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..brokers.base import Lease
 from ..core.chunking import Chunk
-from ..errors import BadMessage
+from ..core.failures import Retries, parse_max_failures
+from ..errors import BadMessage, ConfigError
 from ..spaces import Space
 
 
@@ -34,6 +35,10 @@ class Task:
     code: str | None = None
     #: files besides the function's module that the digest covers (core/fingerprint.py)
     code_paths: tuple[str, ...] = ()
+    #: tries of a point in place after an exception (None: one try)
+    retries: Retries | None = None
+    #: stop the sweep once this many of its points failed (core/failures.py)
+    max_failures: str | None = None
 
     @classmethod
     def parse(cls, body: Any, lease: Lease) -> Task:
@@ -41,12 +46,14 @@ class Task:
             chunk = Chunk(int(body["start"]), int(body["stop"]))
             ref, code = body.get("space_ref"), body.get("code")
             paths = tuple(str(p) for p in body.get("code_paths") or ())
+            retries = None if body.get("retries") is None else Retries.from_message(body["retries"])
             task = cls(str(body["sweep"]), chunk, str(body["fn"]), body.get("space"),
                        None if ref is None else str(ref), body.get("rows"),
                        bool(body.get("batched")), _seconds(body.get("timeout")),
                        int(body.get("max_attempts") or 3), _seconds(body.get("auto")), body,
-                       None if code is None else str(code), paths)
-        except (KeyError, TypeError, ValueError) as exc:
+                       None if code is None else str(code), paths, retries,
+                       parse_max_failures(body.get("max_failures")))
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise BadMessage(f"malformed chunk message ({type(exc).__name__}: {exc}).") from exc
         if task.sweep_id != lease.sweep_id or task.chunk != lease.chunk:
             raise BadMessage(f"message names sweep {task.sweep_id} {task.chunk} but was queued as "
