@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ def connect(path: Path, schema: str, error: type[TtgError]) -> sqlite3.Connectio
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _to_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=60000")
         # checkpoint the WAL every ~64 MiB rather than every 4 MiB: each checkpoint is an
@@ -44,6 +45,25 @@ def connect(path: Path, schema: str, error: type[TtgError]) -> sqlite3.Connectio
         raise error(f"cannot open {path}: {exc}; check that the directory is writable "
                     "(or set --home / TTG_HOME to one that is).") from exc
     return conn
+
+
+#: how long opening a new file waits for another process switching it to WAL
+WAL_SWITCH_SECONDS = 30.0
+
+
+def _to_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode. On a new file, processes that open it at once race
+    to switch it, and SQLite refuses the losers with "database is locked" at once,
+    without the busy timeout (waiting could deadlock): try again until it is done."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str], error: type[TtgError]) -> None:
