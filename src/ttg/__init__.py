@@ -18,6 +18,7 @@ from .client.api import (
     normal,
     results,
     run,
+    start,
     submit,
     uniform,
 )
@@ -30,5 +31,5 @@ from .version import __version__
 __all__ = [
     "Context", "Grid", "Random", "Range", "Results", "Rows", "Settings", "Space", "TtgError", "__version__",
     "arange", "as_space", "choice", "context", "integers", "linspace", "logspace", "loguniform", "normal",
-    "results", "run", "submit", "uniform",
+    "results", "run", "start", "submit", "uniform",
 ]

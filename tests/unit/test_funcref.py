@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import uuid
 from pathlib import Path
@@ -9,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests import funcs
-from ttg.core.funcref import AllowList, normalize, ref_of, resolve, split_ref
+from ttg.core.funcref import (
+    AllowList,
+    importable_ref,
+    is_local,
+    local_ref,
+    normalize,
+    register_local,
+    resolve,
+    split_ref,
+)
 from ttg.errors import FunctionError, NotAllowed
 
 
@@ -121,17 +131,34 @@ def test_broken_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: st
     assert expected in str(info.value)
 
 
-def test_ref_of() -> None:
-    assert ref_of(funcs.square) == "tests.funcs:square"
-    assert ref_of(Path.cwd) == "pathlib:Path.cwd"
-    with pytest.raises(FunctionError, match="lambda or nested function"):
-        ref_of(lambda x: x)
+def test_importable_ref() -> None:
+    assert importable_ref(funcs.square) == "tests.funcs:square"
+    assert importable_ref(Path.cwd) == "pathlib:Path.cwd"  # bound anew on each access
 
     def nested(x: int) -> int:
         return x
 
-    with pytest.raises(FunctionError, match="top level of a module"):
-        ref_of(nested)
+    class Callable_:
+        def __call__(self, x: int) -> int:
+            return x
+
+        def method(self, x: int) -> int:
+            return x
+
+    # workers cannot import these: ttg.run gives them to its local workers by value
+    for fn in (lambda x: x, nested, functools.partial(funcs.square), Callable_(), Callable_().method):
+        assert importable_ref(fn) is None  # type: ignore[arg-type]
+
+
+def test_a_function_given_by_value_resolves_only_where_it_was_registered() -> None:
+    fn = lambda x: x + 1  # noqa: E731
+    ref = local_ref(fn, "ab" * 32)
+    assert ref == "<local>:lambda_abababababab" and is_local(ref)
+    with pytest.raises(FunctionError, match="given by value to the local workers"):
+        resolve(ref)
+    register_local(ref, fn)
+    assert resolve(ref) is fn
+    assert local_ref(functools.partial(funcs.square), "0" * 64) == "<local>:partial_000000000000"
 
 
 # -- the allow-list ---------------------------------------------------------------------

@@ -7,24 +7,28 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import settings as settings_mod
-from ..brokers import Broker, open_broker
-from ..core import funcref
+from ..brokers import open_broker
+from ..core import fingerprint, funcref
 from ..core.codec import Codec
 from ..core.fingerprint import paths_from_env
 from ..core.sweep import Options, Sweep, parse_chunk_size
-from ..errors import ConfigError
+from ..errors import ConfigError, FunctionError
 from ..extras import need
 from ..settings import Settings
 from ..spaces import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
 from ..spaces.files import FileSpace
-from ..stores import Progress, ResultStore, open_store
+from ..stores import Progress, open_store
 from . import submit as client
-from .local import run_local
+from .background import ByValue, LocalWorkers
+from .guard import unguarded_sweep_call
 
 if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
     import pyarrow as pa
@@ -106,16 +110,73 @@ def as_space(space: SpaceLike) -> Space:
 
 
 class Results:
-    """A sweep's stored results. Reading them streams from the store."""
+    """A sweep: its stored results (reading them streams from the store) and, for one
+    started from here, a handle on it: ``wait``, ``done``, ``cancel``.
 
-    def __init__(self, settings: Settings, sweep: Sweep, outcome: str | None = None) -> None:
+    ``outcome``: how its run ended ("complete", "cancelled", "stopped" by its failure
+    limit, "stuck" with dead-lettered chunks, "interrupted"), None while it runs or
+    when it was not run from here."""
+
+    def __init__(self, settings: Settings, sweep: Sweep, outcome: str | None = None,
+                 workers: LocalWorkers | None = None) -> None:
         self.settings = settings
         self.sweep = sweep
         self.outcome = outcome
+        self._workers = workers
 
     @property
     def name(self) -> str:
         return self.sweep.id
+
+    def wait(self, timeout: float | None = None) -> Results:
+        """Wait until the sweep's run ends and return this handle (``outcome`` set):
+        until its local workers stop (``ttg.start``), else until every index has a
+        record or the sweep is cancelled. TimeoutError after ``timeout`` seconds (the
+        sweep goes on). Interrupted (Ctrl-C, a notebook's stop button), it stops the
+        local workers as the CLI does (running chunks finish within the grace period,
+        the others go back uncounted) and raises KeyboardInterrupt."""
+        if self._workers is None:
+            self.outcome = self._poll_store(timeout)
+            return self
+        try:
+            self.outcome = self._workers.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"sweep {self.name} is still running after {timeout:g} s; wait() again, or "
+                               "cancel() it") from None
+        except KeyboardInterrupt:
+            self._workers.interrupt()
+            self._workers.proc.wait()
+            self.outcome = "interrupted"
+            raise
+        return self
+
+    def done(self) -> bool:
+        """Whether its run has ended (every index has a record, without local workers)."""
+        if self._workers is not None:
+            return not self._workers.running()
+        return self.progress().complete
+
+    def cancel(self) -> int:
+        """Cancel the sweep as ``ttg cancel`` does (its queued chunks dropped, results
+        kept; running it again resumes it); its local workers stop. Returns how many
+        chunks were dropped."""
+        with open_broker(self.settings) as b, open_store(self.settings) as st:
+            dropped = client.cancel(self.sweep.id, b, st)
+        if self._workers is not None:
+            self.wait()
+        return dropped
+
+    def _poll_store(self, timeout: float | None) -> str:
+        end = None if timeout is None else time.monotonic() + timeout
+        with open_store(self.settings) as st:
+            while True:
+                if st.progress(self.sweep.id).complete:
+                    return "complete"
+                if st.state(self.sweep.id) == "cancelled":
+                    return "cancelled"
+                if end is not None and time.monotonic() >= end:
+                    raise TimeoutError(f"sweep {self.name} is not complete after {timeout:g} s")
+                time.sleep(0.1)
 
     def progress(self) -> Progress:
         with open_store(self.settings) as store:
@@ -159,6 +220,38 @@ def _settings(settings: Settings | None, **flags: Any) -> Settings:
     return base.with_overrides(**flags)
 
 
+def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
+          chunk_size: int | str = "auto", max_attempts: int = 3, timeout: float | None = None,
+          batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
+          name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
+          retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (), retry_backoff: float = 0.0,
+          max_failures: int | str | None = None,
+          home: str | Path | None = None, broker: str | None = None,
+          store: str | None = None, settings: Settings | None = None) -> Results:
+    """Submit a sweep (resuming it if it exists), start local workers for it in a
+    process of their own, and return at once with its handle (``.wait()``,
+    ``.done()``, ``.cancel()``, ``.progress()``, the results).
+
+    ``fn``: a function, ``"pkg.mod:fn"``, or any callable (a lambda, a closure, a
+    ``functools.partial``, a bound method, a callable object, a function defined
+    in a notebook): what workers cannot import is given to the local workers by
+    value, never sent over a network. ``code``: files or directories whose content
+    counts besides the function's module (and ``TTG_CODE``); ``reuse``: copy what
+    this code already computed in other sweeps; ``retries``, ``retry_on``
+    (exception classes or their names), ``retry_backoff``: try a point again in
+    place; ``max_failures``: stop the sweep once that many points (``"5%"``: that
+    share of them) failed."""
+    s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
+    options = _options(chunk_size, max_attempts, timeout, batched, priority, target_chunk_seconds, retries,
+                       retry_on, retry_backoff, max_failures)
+    sweep, space_, by_value = _prepare(fn, space, options, name, code, local=True)
+    with open_broker(s) as b, open_store(s) as st:
+        client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
+        if st.progress(sweep.id).complete:  # nothing to compute: no workers to start
+            return Results(s, sweep, "complete")
+    return Results(s, sweep, workers=LocalWorkers.start(s, sweep, by_value))
+
+
 def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         chunk_size: int | str = "auto", max_attempts: int = 3, timeout: float | None = None,
         batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
@@ -167,21 +260,13 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         max_failures: int | str | None = None,
         home: str | Path | None = None, broker: str | None = None,
         store: str | None = None, settings: Settings | None = None) -> Results:
-    """Submit a sweep (resuming it if it exists), run local workers until it is done,
-    and return its results. ``fn`` is a function object or ``"pkg.mod:fn"``; ``code``:
-    files or directories whose content counts besides the function's module (and
-    ``TTG_CODE``); ``reuse``: copy what this code already computed in other sweeps;
-    ``retries``, ``retry_on`` (exception classes or their names), ``retry_backoff``:
-    try a point again in place; ``max_failures``: stop the sweep once that many
-    points (``"5%"``: that share of them) failed."""
-    s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
-    options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
-                      target_chunk_seconds, retries, _names(retry_on), retry_backoff,
-                      None if max_failures is None else str(max_failures))
-    with open_broker(s) as b, open_store(s) as st:
-        sweep = _queue(s, fn, space, options, name, b, st, code, reuse)
-        watcher = run_local(s, sweep, b, st)
-    return Results(s, sweep, watcher.outcome)
+    """``start(...).wait()``: run the sweep on local workers until it ends, and return
+    its results (``outcome`` says how it ended). The options are ``start``'s."""
+    return start(fn, space, workers=workers, chunk_size=chunk_size, max_attempts=max_attempts,
+                 timeout=timeout, batched=batched, priority=priority,
+                 target_chunk_seconds=target_chunk_seconds, name=name, code=code, reuse=reuse,
+                 retries=retries, retry_on=retry_on, retry_backoff=retry_backoff, max_failures=max_failures,
+                 home=home, broker=broker, store=store, settings=settings).wait()
 
 
 def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto", max_attempts: int = 3,
@@ -191,15 +276,24 @@ def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto"
            retry_backoff: float = 0.0, max_failures: int | str | None = None,
            home: str | Path | None = None, broker: str | None = None,
            store: str | None = None, settings: Settings | None = None) -> Results:
-    """Queue a sweep for workers started elsewhere (``ttg worker``); the options as
-    for ``run``."""
+    """Queue a sweep for workers started elsewhere (``ttg worker``), which import its
+    function themselves; the options as for ``start``. ``.wait()`` on the result
+    waits until every index has a record (or the sweep is cancelled)."""
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
-    options = Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
-                      target_chunk_seconds, retries, _names(retry_on), retry_backoff,
-                      None if max_failures is None else str(max_failures))
+    options = _options(chunk_size, max_attempts, timeout, batched, priority, target_chunk_seconds, retries,
+                       retry_on, retry_backoff, max_failures)
+    sweep, space_, _ = _prepare(fn, space, options, name, code, local=False)
     with open_broker(s) as b, open_store(s) as st:
-        sweep = _queue(s, fn, space, options, name, b, st, code, reuse)
+        client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
     return Results(s, sweep)
+
+
+def _options(chunk_size: int | str, max_attempts: int, timeout: float | None, batched: bool, priority: int,
+             target_chunk_seconds: float, retries: int, retry_on: Sequence[str | type[BaseException]],
+             retry_backoff: float, max_failures: int | str | None) -> Options:
+    return Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
+                   target_chunk_seconds, retries, _names(retry_on), retry_backoff,
+                   None if max_failures is None else str(max_failures))
 
 
 def _names(classes: Sequence[str | type[BaseException]]) -> tuple[str, ...]:
@@ -209,15 +303,57 @@ def _names(classes: Sequence[str | type[BaseException]]) -> tuple[str, ...]:
     return tuple(c if isinstance(c, str) else f"{c.__module__}.{c.__qualname__}" for c in classes)
 
 
-def _queue(s: Settings, fn: FunctionLike, space: SpaceLike, options: Options, name: str | None,
-           broker: Broker, store: ResultStore, code: Sequence[str], reuse: bool) -> Sweep:
-    """Make the sweep (its function imported and fingerprinted now) and queue what is
-    not committed yet."""
+def _prepare(fn: FunctionLike, space: SpaceLike, options: Options, name: str | None, code: Sequence[str], *,
+             local: bool) -> tuple[Sweep, Space, dict[str, ByValue]]:
+    """Make the sweep, its function imported and fingerprinted now, before anything is
+    stored. A function that workers cannot import is given by value to ``local``
+    workers (returned with its fingerprint, to be handed to them)."""
+    started_at_import = funcref.importing()
+    if started_at_import is not None:
+        raise FunctionError(f"{started_at_import} starts a sweep when it is imported, and workers import it "
+                            "to find the function: put the call under `if __name__ == \"__main__\":`.")
     sp = as_space(space)
-    ref = fn if isinstance(fn, str) else funcref.ref_of(fn)
-    sweep = client.prepare(ref, sp, options, name, [*code, *paths_from_env()])
-    client.submit(sweep, sp, broker, store, Codec(s.secret), reuse=reuse)
-    return sweep
+    paths = [*code, *paths_from_env()]
+    by_value: dict[str, ByValue] = {}
+    ref = fn if isinstance(fn, str) else funcref.importable_ref(fn)
+    if ref is None:
+        assert not isinstance(fn, str)
+        if not local:
+            raise FunctionError(f"{fn!r} cannot be imported by workers started elsewhere (a lambda, a "
+                                "closure, a partial, a method, a callable object or a function of a notebook "
+                                "runs only on the local workers of ttg.run or ttg.start); define it at the "
+                                "top level of a module, or run it with ttg.run.")
+        by_value_code = fingerprint.of_value(fn, paths)
+        ref = funcref.local_ref(fn, by_value_code.digest)
+        funcref.register_local(ref, fn)
+        fingerprint.remember(fn, by_value_code)
+        by_value[ref] = (_pickled(fn), by_value_code.to_dict())
+    else:
+        _check_guarded(ref)
+    return client.prepare(ref, sp, options, name, paths), sp, by_value
+
+
+def _pickled(fn: Callable[..., Any]) -> bytes:
+    import cloudpickle
+
+    try:
+        return bytes(cloudpickle.dumps(fn))
+    except Exception as exc:  # what a callable references decides what can be pickled
+        raise FunctionError(f"{fn!r} cannot be given to the local workers: it references something that "
+                            f"cannot be pickled ({type(exc).__name__}: {exc}); define it in a module that "
+                            "workers import, or make what it uses picklable.") from None
+
+
+def _check_guarded(ref: str) -> None:
+    """A script whose function workers import must not start a sweep as it is imported:
+    each worker would start it again. Its top-level statements are read (not run)."""
+    module, _ = funcref.split_ref(ref)
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not funcref.is_file_module(module) or main is None or Path(main).resolve() != Path(module):
+        return
+    if unguarded_sweep_call(Path(module).read_text(errors="replace")):
+        raise FunctionError(f"{module} starts a sweep at its top level, and workers import it to find the "
+                            "function: put the call under `if __name__ == \"__main__\":`.")
 
 
 def results(name: str, *, home: str | Path | None = None, store: str | None = None,

@@ -86,8 +86,10 @@ class Watcher:
 
 
 def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultStore,
-              show: Callable[[Progress], None] | None = None) -> Watcher:
-    """Run local workers on ``sweep`` until it completes, is cancelled or interrupted."""
+              show: Callable[[Progress], None] | None = None,
+              stop: Callable[[], bool] = lambda: False) -> Watcher:
+    """Run local workers on ``sweep`` until it completes, is cancelled or interrupted
+    (a signal, or ``stop()`` turning true)."""
     allow = funcref.AllowList([sweep.function, *settings.allow])
     options = ChildOptions(worker_id="", allow=allow, sweep_id=sweep.id, prints_to_stderr=True)
     codec = Codec(settings.secret)
@@ -95,7 +97,7 @@ def run_local(settings: Settings, sweep: Sweep, broker: Broker, store: ResultSto
                       requeue=lambda chunks: requeue(sweep, chunks, broker, codec))
     if watcher.tick():
         return watcher
-    supervisor = Supervisor(settings, options, broker, on_tick=watcher.tick)
+    supervisor = Supervisor(settings, options, broker, on_tick=lambda: watcher.tick() or stop())
     supervisor.run()
     if supervisor.fatal is not None:
         raise DiskFull(supervisor.fatal)

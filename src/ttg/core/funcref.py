@@ -2,6 +2,13 @@
 
 Code never travels through the broker: a chunk names its function, and each
 worker imports it itself, but only if the name is on the worker's allow-list.
+
+A function that workers cannot import (a lambda, a closure, a partial, a bound
+method, a callable object, a function defined in a notebook) can still run on
+the local workers that ``ttg.run`` and ``ttg.start`` start: it is given to them
+by value, through a pipe to the process they run in (client/background.py),
+and named ``<local>:NAME_DIGEST``. Only a process that holds it (``register_local``)
+resolves that name; every other worker leaves its chunks alone.
 """
 
 from __future__ import annotations
@@ -16,6 +23,54 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FunctionError, NotAllowed
+
+#: the module part of the reference of a function given by value to local workers
+LOCAL = "<local>"
+_local: dict[str, Callable[..., Any]] = {}
+#: the files being imported by resolve() in this process, innermost last
+_importing: list[str] = []
+
+
+def local_ref(fn: Callable[..., Any], digest: str) -> str:
+    """The reference of ``fn`` given by value, whose code fingerprint is ``digest``."""
+    name = (getattr(fn, "__qualname__", None) or type(fn).__name__).rpartition(".")[2]
+    ident = "_".join(w for w in "".join(c if c.isalnum() else " " for c in name).split()) or "function"
+    if not ident[0].isalpha():
+        ident = "f_" + ident
+    return f"{LOCAL}:{ident}_{digest[:12]}"
+
+
+def register_local(ref: str, fn: Callable[..., Any]) -> None:
+    """Let this process (and the children it forks) resolve ``ref`` to ``fn``."""
+    _local[ref] = fn
+
+
+def is_local(ref: str) -> bool:
+    return ref.startswith(LOCAL + ":")
+
+
+def importable_ref(fn: Callable[..., Any]) -> str | None:
+    """The reference under which workers import ``fn`` itself, or None when they cannot:
+    a lambda, a nested function, a partial, a bound method, a callable object, or a
+    function of an interactive session (a notebook)."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if obj is not fn and (obj is None or obj != fn):  # (a classmethod is bound anew on each access)
+        return None
+    if module == "__main__":
+        path = getattr(sys.modules["__main__"], "__file__", None)
+        return None if path is None else f"{Path(path).resolve()}:{qualname}"
+    return f"{module}:{qualname}"
+
+
+def importing() -> str | None:
+    """The file this process is importing to find a function, if it is doing so now."""
+    return _importing[-1] if _importing else None
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -39,26 +94,15 @@ def normalize(ref: str) -> str:
     return f"{module}:{name}"
 
 
-def ref_of(fn: Callable[..., Any]) -> str:
-    """The reference of an importable function object (for the Python API)."""
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", "")
-    if not module or "<" in qualname:
-        raise FunctionError(f"{fn!r} cannot be imported by workers (a lambda or nested function); "
-                            "define it at the top level of a module and pass it again.")
-    if module == "__main__":
-        main = sys.modules["__main__"]
-        path = getattr(main, "__file__", None)
-        if path is None:
-            raise FunctionError(f"{qualname} is defined in an interactive session, which workers cannot "
-                                "import; put it in a .py file and pass it as path/to/file.py:function.")
-        module = str(Path(path).resolve())
-    return f"{module}:{qualname}"
-
-
 def resolve(ref: str) -> Callable[..., Any]:
     """Import the module and return the function; raises FunctionError with the reason."""
     module, name = split_ref(ref)
+    if module == LOCAL:
+        if ref not in _local:
+            raise FunctionError(f"{ref!r} was given by value to the local workers of the process that "
+                                "started its sweep (ttg.run or ttg.start), and only they can run it: define "
+                                "it in a module that workers import to run it anywhere else.")
+        return _local[ref]
     mod = _import_file(module) if is_file_module(module) else _import_module(ref, module)
     obj: Any = mod
     for part in name.split("."):
@@ -105,12 +149,18 @@ def _import_file(path: str) -> Any:
     mod = importlib.util.module_from_spec(spec)
     sys.modules[modname] = mod
     sys.path.insert(0, str(p.parent))  # so the file can import its neighbours
+    _importing.append(str(p))
     try:
         spec.loader.exec_module(mod)
+    except FunctionError:  # a sentence of TTG's own (a sweep started at import: api.py)
+        del sys.modules[modname]
+        raise
     except Exception as exc:
         del sys.modules[modname]
         raise FunctionError(f"importing {path!r} failed: {type(exc).__name__}: {exc}; "
                             "fix the file.") from exc
+    finally:
+        _importing.pop()
     return mod
 
 

@@ -101,13 +101,13 @@ class Gate:
         if task.code is None:
             raise Unrunnable(OtherCode(f"the chunks of {task.sweep_id} carry no code fingerprint (queued by "
                                        "an older TTG); submit the sweep again with this TTG."), nobody=False)
-        mine = self._code(fn, task.code_paths)
+        mine = self._code(ref, fn, task.code_paths)
         if mine.digest != task.code:
             raise Unrunnable(OtherCode(self._other_code(task, mine)), nobody=False)
         return fn
 
-    def _code(self, fn: Callable[..., Any], paths: tuple[str, ...]) -> Code:
-        key = (getattr(fn, "__module__", ""), paths)
+    def _code(self, ref: str, fn: Callable[..., Any], paths: tuple[str, ...]) -> Code:
+        key = (ref, paths)
         if key not in self._codes:
             try:
                 self._codes[key] = fingerprint.of_function(fn, paths)
