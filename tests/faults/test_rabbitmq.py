@@ -9,10 +9,14 @@ with exactly one record (or, moving sweeps, no chunk is counted an attempt)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -641,3 +645,84 @@ def test_chunks_longer_than_the_consumer_timeout(home: Path, tmp_path: Path, pro
     assert executions(counter) == dict.fromkeys(range(120, 240), 1)
 
 
+
+
+# -- 7. a server that keeps the connection alive and never answers a call -------------------------
+
+
+class SwallowingProxy:
+    """A TCP proxy to RabbitMQ that passes every frame on, but can swallow the server's
+    answer to one call (``swallow``: its AMQP class and method ids). Heartbeats keep
+    flowing, so the connection looks alive: only the call's answer never comes."""
+
+    def __init__(self, port: int = 5672) -> None:
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.swallow: tuple[int, int] | None = None
+        self.swallowed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                server.sendall(data)
+        self._close(client, server)
+
+    def _down(self, server: socket.socket, client: socket.socket) -> None:
+        """The server's side is frames only: type (1 byte), channel (2), size (4),
+        payload, end byte; a method frame's payload starts with class and method ids."""
+        buf = b""
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                buf += data
+                out = b""
+                while len(buf) >= 7 and len(buf) >= 8 + struct.unpack(">I", buf[3:7])[0]:
+                    size = struct.unpack(">I", buf[3:7])[0]
+                    frame, buf = buf[:8 + size], buf[8 + size:]
+                    if frame[0] == 1 and self.swallow == struct.unpack(">HH", frame[7:11]):
+                        self.swallow = None
+                        self.swallowed.set()
+                        continue
+                    out += frame
+                client.sendall(out)
+        self._close(server, client)
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_call_the_server_never_answers_is_given_up_and_made_again(vhost: RabbitVhost,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in the soak: a queue.declare whose answer never came held `ttg submit`
+    (and would hold a worker's child) forever, the connection's heartbeats going on.
+    The connection is dropped after ANSWER_SECONDS and the call made again."""
+    from ttg.brokers.rabbitmq import link
+
+    monkeypatch.setattr(link, "ANSWER_SECONDS", 1.0)
+    proxy = SwallowingProxy()
+    url = vhost.url.replace(":5672/", f":{proxy.port}/")
+    with open_broker(settings_mod.load(environ={}), url) as broker:
+        assert broker.submit("first", [(Chunk(0, 1), b"x")]) == 1  # connected, answered
+        proxy.swallow = (50, 11)  # the next Queue.DeclareOk
+        started = time.monotonic()
+        assert broker.submit("second", [(Chunk(i, i + 1), b"x") for i in range(3)]) == 3
+        took = time.monotonic() - started
+        assert proxy.swallowed.is_set() and 1.0 <= took < 15, took
+        got = [broker.lease("w", timeout=1, sweep_id="second") for _ in range(3)]
+        assert sorted(lease.chunk.start for lease in got if lease is not None) == [0, 1, 2]

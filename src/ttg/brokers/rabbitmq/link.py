@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 AMQP_ERRORS = (pika.exceptions.AMQPError, OSError, ValueError)
 #: how long a dropped connection is tried again before giving up
 RECONNECT_SECONDS = 15.0
+#: how long one operation waits for the server's answer before the connection is
+#: taken for lost: a server can keep a connection alive (heartbeats) and never answer
+#: a call on it (a quorum queue's declare, seen under the soak's faults), and pika
+#: waits for an answer without limit
+ANSWER_SECONDS = 30.0
 
 
 class Link:
@@ -127,6 +132,7 @@ class Link:
         and on a new channel (``on_lost``) if the server closed ours, for a consumer timeout say."""
         if not self.ensure():
             self.on_lost(None)  # closed by the server since we last used it
+        cancel = self._deadline()
         try:
             return fn()
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -147,6 +153,8 @@ class Link:
             self.close_quietly()
             self.connect()
             return self.run(fn, retry=False)
+        finally:
+            cancel()
 
     def close_quietly(self) -> None:
         try:
@@ -162,6 +170,24 @@ class Link:
         self.read_at = time.monotonic()
 
     # -- where pika's public API is not enough ---------------------------------------------
+
+    def _deadline(self) -> Callable[[], None]:
+        """Drop the connection if the operation about to run is not answered within
+        ANSWER_SECONDS (``run`` then reconnects and runs it again); returns what
+        cancels that. A blocking connection's own timers fire only between calls,
+        so this uses its I/O loop's, through the connection underneath (``_impl``),
+        which runs while a call waits; and ends the connection as pika's own
+        heartbeat checker does when the server falls silent."""
+        impl = self.conn._impl
+
+        def unanswered() -> None:
+            log.warning("RabbitMQ at %s has not answered for %g s; dropping the connection", self.where,
+                        ANSWER_SECONDS)
+            impl._terminate_stream(pika.exceptions.StreamLostError(
+                f"no answer from the server for {ANSWER_SECONDS:g} s"))
+
+        timer = impl._adapter_call_later(ANSWER_SECONDS, unanswered)
+        return timer.cancel  # type: ignore[no-any-return]
 
     def buffered_ack(self, delivery_tag: int) -> None:
         """Ack without writing to the socket now: the next read sends it, with the
