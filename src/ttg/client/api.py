@@ -244,12 +244,20 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
     options = _options(chunk_size, max_attempts, timeout, batched, priority, target_chunk_seconds, retries,
                        retry_on, retry_backoff, max_failures)
-    sweep, space_, by_value = _prepare(fn, space, options, name, code, local=True)
-    with open_broker(s) as b, open_store(s) as st:
-        client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
-        if st.progress(sweep.id).complete:  # nothing to compute: no workers to start
-            return Results(s, sweep, "complete")
-    return Results(s, sweep, workers=LocalWorkers.start(s, sweep, by_value))
+    local = LocalWorkers.spawn()  # it starts up while the sweep is submitted
+    try:
+        sweep, space_, by_value = _prepare(fn, space, options, name, code, local=True)
+        with open_broker(s) as b, open_store(s) as st:
+            client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
+            done = st.progress(sweep.id).complete
+    except BaseException:
+        local.abandon()
+        raise
+    if done:  # nothing to compute
+        local.abandon()
+        return Results(s, sweep, "complete")
+    local.begin(s, sweep, by_value)
+    return Results(s, sweep, workers=local)
 
 
 def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from .. import errors
@@ -45,20 +46,41 @@ class LocalWorkers:
         self._result: dict[str, Any] | None = None
 
     @classmethod
-    def start(cls, settings: Settings, sweep: Sweep, functions: Mapping[str, ByValue]) -> LocalWorkers:
-        spec = {"settings": settings, "sweep": sweep.to_record(), "functions": dict(functions),
-                "path": list(sys.path), "parent": os.getpid()}
+    def spawn(cls) -> LocalWorkers:
+        """Start the process; it loads TTG while the caller submits the sweep, then
+        waits for ``begin`` (or ``abandon``)."""
+        import ttg
+
+        env = dict(os.environ)  # the same TTG as the caller's, wherever that came from
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(ttg.__file__).parents[1]),
+                                                        env.get("PYTHONPATH")) if p)
         # a session of its own: a Ctrl-C in the caller's terminal reaches the caller, which
         # passes it on once (wait); a second one would cut the grace period short
         proc = subprocess.Popen([sys.executable, "-c", "from ttg.client.background import main; main()"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-        assert proc.stdin is not None
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                                env=env)
+        return cls(proc)
+
+    def begin(self, settings: Settings, sweep: Sweep, functions: Mapping[str, ByValue]) -> None:
+        """Run ``sweep``: hand the process what it needs."""
+        spec = {"settings": settings, "sweep": sweep.to_record(), "functions": dict(functions),
+                "path": list(sys.path), "parent": os.getpid()}
+        self._send(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def abandon(self) -> None:
+        """Nothing to run: the process exits at once."""
+        self._send(b"")
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def _send(self, blob: bytes) -> None:
+        assert self.proc.stdin is not None
         try:
-            proc.stdin.write(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
-            proc.stdin.close()
+            self.proc.stdin.write(blob)
+            self.proc.stdin.close()
         except OSError:  # it died at once: wait() reports how
             pass
-        return cls(proc)
 
     def wait(self, timeout: float | None = None) -> str:
         """The run's outcome once the process has exited (subprocess.TimeoutExpired
@@ -99,16 +121,23 @@ def _last_json(out: bytes) -> dict[str, Any] | None:
 
 def main() -> None:
     """The process's body: read what to run, run it, say how it ended."""
-    spec = pickle.load(sys.stdin.buffer)  # from the process that started this one, through a pipe
+    import cloudpickle  # what a run needs is loaded before it is asked for (spawn)
+
+    from .. import logs
+    from ..brokers import open_broker  # noqa: F401
+    from ..core.fingerprint import Code
+    from ..stores import open_store  # noqa: F401
+    from .local import run_local  # noqa: F401
+
+    data = sys.stdin.buffer.read()  # from the process that started this one, through a pipe
+    if not data:
+        return  # abandoned: nothing to run
+    spec = pickle.loads(data)
     sys.path[:] = spec["path"]
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything else printed here goes to stderr: stdout carries the one line
-    from .. import logs
-    from ..core.fingerprint import Code
-
     settings: Settings = spec["settings"]
     logs.setup(logging.WARNING, settings.log_format)
-    import cloudpickle
 
     for ref, (blob, code) in spec["functions"].items():
         fn = cloudpickle.loads(blob)
