@@ -46,6 +46,7 @@ from tests.conftest import (
     ttg,
 )
 from tests.processes import Procs, children, table_rows, wait_until
+from tests.proxy import Proxy
 from ttg import settings as settings_mod
 from ttg.core.chunking import plan
 from ttg.core.records import ChunkRecords
@@ -138,56 +139,40 @@ def test_backends_terminated_during_racing_commits(admin: psycopg.Connection[Any
 # -- 2. the server committed, the reply was lost: the retry reports it, counts it once ---
 
 
-class LossyProxy:
+class LossyProxy(Proxy):
     """A TCP proxy to PostgreSQL that can lose one reply: once ``lose_reply_to`` is
     set, the first client message containing it goes to the server, and the
     connection is cut as soon as the server answers (it has done the work; the
     client never hears of it). While ``hold`` is clear, new connections wait."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
         self.lose_reply_to: bytes | None = None
         self.lost = threading.Event()
         self.hold = threading.Event()
         self.hold.set()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(host, port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.hold.wait()
-            server = socket.create_connection(self.target)
-            armed = threading.Event()
-            threading.Thread(target=self._pipe, args=(client, server, armed, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, armed, False), daemon=True).start()
+    def before_connect(self) -> None:
+        self.hold.wait()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, armed: threading.Event, up: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if up and self.lose_reply_to is not None and self.lose_reply_to in data:
-                    self.lose_reply_to = None
-                    armed.set()
-                elif not up and armed.is_set():
-                    self.lost.set()
-                    break  # the server's answer: drop it and the connection
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+    def connection(self) -> threading.Event:
+        return threading.Event()  # armed: the message whose reply is lost went up
 
-    def close(self) -> None:
-        self.listener.close()
+    def up(self, src: socket.socket, dst: socket.socket, armed: object) -> None:
+        assert isinstance(armed, threading.Event)
+        while data := src.recv(65536):
+            if self.lose_reply_to is not None and self.lose_reply_to in data:
+                self.lose_reply_to = None
+                armed.set()
+            dst.sendall(data)
+
+    def down(self, src: socket.socket, dst: socket.socket, armed: object) -> None:
+        assert isinstance(armed, threading.Event)
+        while data := src.recv(65536):
+            if armed.is_set():
+                self.lost.set()
+                return  # the server's answer: dropped, and the connection with it
+            dst.sendall(data)
 
 
 def via(port: int) -> str:

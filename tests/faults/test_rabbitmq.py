@@ -9,7 +9,6 @@ with exactly one record (or, moving sweeps, no chunk is counted an attempt)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -36,6 +35,7 @@ from tests.conftest import (
 )
 from tests.processes import Proc, Procs, children, executions, submit, sweep_in, wait_until
 from tests.processes import reach as reach_in
+from tests.proxy import Proxy
 from ttg import settings as settings_mod
 from ttg.brokers import open_broker
 from ttg.core.chunking import Chunk
@@ -650,60 +650,32 @@ def test_chunks_longer_than_the_consumer_timeout(home: Path, tmp_path: Path, pro
 # -- 7. a server that keeps the connection alive and never answers a call -------------------------
 
 
-class SwallowingProxy:
+class SwallowingProxy(Proxy):
     """A TCP proxy to RabbitMQ that passes every frame on, but can swallow the server's
     answer to one call (``swallow``: its AMQP class and method ids). Heartbeats keep
     flowing, so the connection looks alive: only the call's answer never comes."""
 
     def __init__(self, port: int = 5672) -> None:
-        self.target = ("127.0.0.1", port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
         self.swallow: tuple[int, int] | None = None
         self.swallowed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__("127.0.0.1", port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client), daemon=True).start()
-
-    def _up(self, client: socket.socket, server: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                server.sendall(data)
-        self._close(client, server)
-
-    def _down(self, server: socket.socket, client: socket.socket) -> None:
+    def down(self, src: socket.socket, dst: socket.socket, state: object) -> None:
         """The server's side is frames only: type (1 byte), channel (2), size (4),
         payload, end byte; a method frame's payload starts with class and method ids."""
         buf = b""
-        with contextlib.suppress(OSError):
-            while data := server.recv(65536):
-                buf += data
-                out = b""
-                while len(buf) >= 7 and len(buf) >= 8 + struct.unpack(">I", buf[3:7])[0]:
-                    size = struct.unpack(">I", buf[3:7])[0]
-                    frame, buf = buf[:8 + size], buf[8 + size:]
-                    if frame[0] == 1 and self.swallow == struct.unpack(">HH", frame[7:11]):
-                        self.swallow = None
-                        self.swallowed.set()
-                        continue
-                    out += frame
-                client.sendall(out)
-        self._close(server, client)
-
-    @staticmethod
-    def _close(*socks: socket.socket) -> None:
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
+        while data := src.recv(65536):
+            buf += data
+            out = b""
+            while len(buf) >= 7 and len(buf) >= 8 + struct.unpack(">I", buf[3:7])[0]:
+                size = struct.unpack(">I", buf[3:7])[0]
+                frame, buf = buf[:8 + size], buf[8 + size:]
+                if frame[0] == 1 and self.swallow == struct.unpack(">HH", frame[7:11]):
+                    self.swallow = None
+                    self.swallowed.set()
+                    continue
+                out += frame
+            dst.sendall(out)
 
 
 @pytest.mark.timeout(60)
