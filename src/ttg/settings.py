@@ -35,6 +35,7 @@ ENV_VARS: dict[str, str] = {
     "TTG_DASHBOARD_TOKEN": "dashboard_token",
     "TTG_SHARD": "shard",
     "TTG_PRESENCE_SECONDS": "presence_seconds",
+    "TTG_PROGRESS_SECONDS": "progress_seconds",
 }
 
 
@@ -69,6 +70,9 @@ class Settings:
     shard: str = ""
     #: How often a worker supervisor writes its presence beat to the store; 0: never.
     presence_seconds: float = 2.0
+    #: How often ``ttg run`` and ``ttg.run`` print a progress line when their output is
+    #: not a terminal nor a notebook (a log file, CI); 0: never.
+    progress_seconds: float = 10.0
     #: How long an idle child waits between polls of an empty queue.
     poll_seconds: float = 0.05
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -162,6 +166,9 @@ def _validated(s: Settings) -> Settings:
     if not 0 <= s.presence_seconds <= DAY:
         raise ConfigError(f"presence seconds must be from 0 (off) to a day ({DAY:g}), not "
                           f"{s.presence_seconds} (TTG_PRESENCE_SECONDS).")
+    if not 0 <= s.progress_seconds <= DAY:
+        raise ConfigError(f"progress seconds must be from 0 (no progress lines) to a day ({DAY:g}), not "
+                          f"{s.progress_seconds} (TTG_PROGRESS_SECONDS).")
     if s.log_format not in ("human", "json"):
         raise ConfigError(f"log format must be human or json, not {s.log_format!r}.")
     if s.log_level.upper() not in LOG_LEVELS:

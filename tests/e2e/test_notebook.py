@@ -1,10 +1,12 @@
 """The notebook under examples/, executed in a real Jupyter kernel (nbclient and
 ipykernel): a lambda, a closure and a function of a cell swept on the embedded
 default, plotted; scikit-learn called in the kernel first does not hang the
-workers. Run twice, in two kernels: the second finds every sweep done."""
+workers; each run shows its progress as one output updated in place. Run twice,
+in two kernels: the second finds every sweep done."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ EXPECTED = [
     None,
     "complete {'ok': 8, 'error': 0, 'crashed': 0, 'timeout': 0}\n",
 ]
+#: the points of each cell's sweep, whose progress it shows (the plot cell runs none)
+TOTALS = [100, 50, 404, None, 8]
 
 
 def execute(directory: Path) -> list[Any]:
@@ -39,7 +43,7 @@ def test_the_notebook_runs_in_a_kernel_and_resumes_in_another(tmp_path: Path) ->
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
     for _ in range(2):
         cells = execute(tmp_path)
-        for cell, expected in zip(cells, EXPECTED, strict=True):
+        for cell, expected, total in zip(cells, EXPECTED, TOTALS, strict=True):
             errors = [o for o in cell.outputs if o.output_type == "error"]
             assert not errors, errors
             text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream"
@@ -48,6 +52,12 @@ def test_the_notebook_runs_in_a_kernel_and_resumes_in_another(tmp_path: Path) ->
                 assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.outputs
             else:
                 assert text == expected, cell.outputs
+                # one progress output, updated in place to the end state (no widget library needed)
+                shown = [o["data"] for o in cell.outputs if o.output_type == "display_data"]
+                assert len(shown) == 1, cell.outputs
+                assert re.fullmatch(rf"\S+: {total}/{total} \(100\.0 %\)(, [\d,.]+ points/s)?",
+                                    shown[0]["text/plain"]), shown
+                assert f'<progress value="{total}" max="{total}"' in shown[0]["text/html"]
     with open_store(settings_mod.load(environ={}, home=tmp_path / ".ttg")) as store:
         infos = store.sweeps()
     # the same four sweeps both times: a function of a cell fingerprints the same in a new kernel

@@ -108,3 +108,34 @@ def test_log_level_from_the_environment_and_the_flags_win(tmp_path: Path) -> Non
     assert flagged.returncode == 0 and "INFO ttg.client.submit: sweep" in flagged.stderr, flagged.stderr
     bad = ttg(home, "list", TTG_LOG_LEVEL="loud")
     assert bad.returncode == 2 and "log level must be one of DEBUG, INFO, WARNING, ERROR" in bad.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--x", "a", "--y", "b"],
+     "wrote a heat map of value to {out}: each cell is the mean over c (2 values)\n"
+     "  (--agg picks another reduction, --where FIELD=VALUE fixes a field instead)\n"),
+    (["--x", "a", "--y", "b", "--agg", "median"],
+     "wrote a heat map of value to {out}: each cell is the median over c (2 values)\n"),
+    (["--x", "a", "--y", "b", "--where", "c=20"], "wrote a heat map of value to {out}: c fixed at 20\n"),
+    (["--x", "b", "--where", "c=10", "--agg", "max"],
+     "wrote a line of value to {out}: c fixed at 10; each point is the max over a (6 values)\n"),
+])
+def test_a_plot_says_how_it_treated_the_fields_it_does_not_draw(swept: Path, tmp_path: Path, args: list[str],
+                                                                said: str) -> None:
+    out = tmp_path / "p.png"
+    proc = ttg(swept, "plot", "grid3", *args, "--value", "value", "-o", str(out), check=True)
+    assert proc.stdout == said.format(out=out)
+    _png(out)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--where", "c=15"], "no point has c=15; give one of its values: 10, 20."),
+    (["--where", "c"], "--where 'c' is not FIELD=VALUE; write e.g. --where c=10."),
+    (["--where", "nope=1"], "the results have no field 'nope'"),
+])
+def test_a_bad_where_is_one_sentence(swept: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "x.png"
+    proc = ttg(swept, "plot", "grid3", "--x", "a", "--y", "b", "--value", "value", *args, "-o", str(out))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("ttg: error: ") and message in proc.stderr
+    assert not out.exists()

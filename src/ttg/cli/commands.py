@@ -17,6 +17,7 @@ import click
 from ..brokers import open_broker
 from ..client import submit as client
 from ..client.local import run_local
+from ..client.progress import ProgressView
 from ..client.worker import require_allowed, run_worker
 from ..core import funcref
 from ..core.codec import Codec
@@ -33,7 +34,7 @@ from .observe import dashboard, exporter, plot
 from .options import common as _common
 from .options import settings_from as _settings
 from .sweeps import cancel, delete, errors, list_, results, retry, status, workers
-from .ui import Display, print_summary
+from .ui import print_summary
 
 
 def _sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,15 +94,22 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(min=1),
               help="Worker processes [TTG_WORKERS, default: one per core].")
 @click.option("--allow", multiple=True, help="Also allow these functions/modules (for chained sweeps).")
+@click.option("--fail-on-error", is_flag=True,
+              help="Exit with status 1 when any point failed (error, crashed or timeout), not 0.")
 @_common
-def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
-    """Submit a sweep, run local workers until it is done, and summarize it."""
+def run(workers: int | None, allow: tuple[str, ...], fail_on_error: bool, **kw: Any) -> None:
+    """Submit a sweep, run local workers until it is done, and summarize it.
+
+    Exit status: 0 when it completed (failed points are results too, unless
+    --fail-on-error), 1 when it stopped at its --max-failures or chunks were
+    dead-lettered or (--fail-on-error) points failed, 2 for bad input, 130
+    when interrupted."""
     s = _settings(kw, workers=workers, allow=allow or None)
     sweep, space = _make_sweep(kw)
     started = time.monotonic()
     with open_broker(s) as broker, open_store(s) as store:
         sub = client.submit(sweep, space, broker, store, Codec(s.secret), reuse=kw["reuse"])
-        with Display(sweep, sub.already_done) as display:
+        with ProgressView(sweep, sub.already_done, every=s.progress_seconds) as display:
             watcher = run_local(s, sweep, broker, store, display.update)
         dead = client.open_dead_letters(sweep, broker, store)
         older = client.other_code(sweep, store)
@@ -110,6 +118,9 @@ def run(workers: int | None, allow: tuple[str, ...], **kw: Any) -> None:
     if watcher.outcome == "interrupted":
         sys.exit(130)
     if watcher.outcome in ("stuck", "stopped"):
+        sys.exit(1)
+    if fail_on_error and watcher.progress.failed:
+        click.echo(f"  {watcher.progress.failed} points failed (--fail-on-error): exit status 1", err=True)
         sys.exit(1)
 
 

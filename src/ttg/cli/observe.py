@@ -15,6 +15,7 @@ import click
 from ..errors import ConfigError
 from ..extras import need
 from ..observe.monitor import open_monitor
+from ..observe.plotdata import AGGREGATIONS
 from ..stores import open_store
 from .options import common, settings_from
 
@@ -77,17 +78,37 @@ def exporter(host: str, port: int, **kw: Any) -> None:
 @click.option("--kind", type=click.Choice(["auto", "heatmap", "line", "scatter"]), default="auto",
               show_default=True, help="auto: a line over --x alone; with --y, a heat map over grid-like "
                                       "axes, else a scatter.")
+@click.option("--agg", type=click.Choice(AGGREGATIONS), default="mean", show_default=True,
+              help="What a cell (or a line's point) shows of the points that fall in it: the fields not "
+                   "drawn are reduced so.")
+@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE",
+              help="Only the points where FIELD has this value (fix an axis that is not drawn); repeatable.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Image file: .png or .svg.")
 @common
-def plot(name: str, x: str, y: str | None, value: str, kind: str, output: Path, **kw: Any) -> None:
-    """Plot a sweep's stored results: a heat map, a line or a scatter."""
+def plot(name: str, x: str, y: str | None, value: str, kind: str, agg: str, where: tuple[str, ...],
+         output: Path, **kw: Any) -> None:
+    """Plot a sweep's stored results: a heat map, a line or a scatter.
+
+    Point fields that are not drawn are reduced (--agg, the mean by default) or
+    fixed (--where); the command says which."""
     s = settings_from(kw)
     if output.suffix.lower() not in (".png", ".svg"):
         raise ConfigError(f"cannot tell the image format of {output.name!r}; end it in .png or .svg.")
+    fixed = dict(_field_value(w) for w in where)
     need("matplotlib", "plot", "ttg plot")
     from ..observe.plot import plot_sweep
 
     with open_store(s, create=False) as store:
-        drawn = plot_sweep(store, store.sweep(name), output, x=x, y=y, value=value, kind=kind)
-    click.echo(f"wrote a {drawn} of {value} to {output}")
+        drawn, note = plot_sweep(store, store.sweep(name), output, x=x, y=y, value=value, kind=kind, agg=agg,
+                                 where=fixed)
+    click.echo(f"wrote a {drawn} of {value} to {output}" + (f": {note}" if note else ""))
+    if note and drawn != "scatter" and " over " in note and agg == "mean":
+        click.echo("  (--agg picks another reduction, --where FIELD=VALUE fixes a field instead)")
+
+
+def _field_value(text: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise ConfigError(f"--where {text!r} is not FIELD=VALUE; write e.g. --where c=10.")
+    return name.strip(), value.strip()

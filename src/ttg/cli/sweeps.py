@@ -12,6 +12,7 @@ import click
 from ..brokers import open_broker
 from ..client import submit as client
 from ..client.local import run_local
+from ..client.progress import ProgressView
 from ..client.status import status as client_status
 from ..core.codec import Codec
 from ..core.fingerprint import paths_from_env
@@ -20,7 +21,7 @@ from ..errors import ConfigError
 from ..stores import open_presence, open_store
 from .options import common as _common
 from .options import settings_from as _settings
-from .ui import Display, describe_code, print_summary, sweeps_table, workers_table
+from .ui import describe_code, print_summary, sweeps_table, workers_table
 
 
 @click.command(name="list")
@@ -151,7 +152,7 @@ def retry(name: str, statuses: str, every: bool, workers: int | None, no_workers
         if no_workers or not n:
             return
         kept = store.progress(name).done  # the records the retry did not reopen
-        with Display(sweep, kept) as display:
+        with ProgressView(sweep, kept, every=s.progress_seconds) as display:
             watcher = run_local(s, sweep, broker, store, display.update)
         dead = client.open_dead_letters(sweep, broker, store)
     print_summary(sweep, watcher.progress, time.monotonic() - started, watcher.outcome, kept, dead)

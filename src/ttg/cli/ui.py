@@ -1,23 +1,14 @@
-"""What the CLI shows a person: the live progress bar, summaries and tables (rich)."""
+"""What the CLI shows a person: summaries and tables (rich). The live progress is
+client/progress.py's, shared with the API."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Sequence
-from types import TracebackType
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table as RichTable
 
 from ..brokers.base import Broker, DeadLetter
@@ -26,45 +17,6 @@ from ..core.sweep import Sweep
 from ..stores.base import Progress as SweepProgress
 from ..stores.base import SweepInfo
 from ..stores.presence import WorkerBeat, liveness
-
-
-class Display:
-    """A live progress bar on stderr (only on a terminal): done/total, rate, ETA, errors."""
-
-    def __init__(self, sweep: Sweep, already_done: int = 0) -> None:
-        self.sweep = sweep
-        self.console = Console(stderr=True)
-        self.enabled = self.console.is_terminal
-        self._start = time.monotonic()
-        self._base = already_done
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> Display:
-        if self.enabled:
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
-                TimeElapsedColumn(), TextColumn("[red]{task.fields[errors]}"),
-                console=self.console, refresh_per_second=5,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.sweep.id, total=self.sweep.total,
-                                            completed=self._base, rate="", errors="")
-        return self
-
-    def update(self, p: SweepProgress) -> None:
-        if self._bar is None or self._task is None:
-            return
-        elapsed = max(time.monotonic() - self._start, 1e-9)
-        rate = (p.done - self._base) / elapsed
-        self._bar.update(self._task, completed=p.done, rate=f"{rate:,.0f}/s",
-                         errors=f"{p.failed} failed" if p.failed else "")
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def print_summary(sweep: Sweep, p: SweepProgress, seconds: float, outcome: str, already_done: int,

@@ -26,9 +26,11 @@ from ..settings import Settings
 from ..spaces import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
 from ..spaces.files import FileSpace
 from ..stores import Progress, open_store
+from ..stores.base import ResultStore
 from . import submit as client
 from .background import ByValue, LocalWorkers
 from .guard import unguarded_sweep_call
+from .progress import ProgressView
 
 if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
     import pyarrow as pa
@@ -37,6 +39,9 @@ if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
 
 SpaceLike = Space | Mapping[str, Any] | int | str | Path
 FunctionLike = Callable[..., Any] | str
+
+#: How often ``Results.wait`` reads the sweep's progress while it shows it, in seconds.
+POLL_SECONDS = 0.25
 
 
 # -- spaces as Python objects --------------------------------------------------------
@@ -118,37 +123,61 @@ class Results:
     when it was not run from here."""
 
     def __init__(self, settings: Settings, sweep: Sweep, outcome: str | None = None,
-                 workers: LocalWorkers | None = None) -> None:
+                 workers: LocalWorkers | None = None, *, show_progress: bool = True,
+                 already_done: int = 0) -> None:
         self.settings = settings
         self.sweep = sweep
         self.outcome = outcome
         self._workers = workers
+        self._show_progress = show_progress
+        self._already_done = already_done
 
     @property
     def name(self) -> str:
         return self.sweep.id
 
-    def wait(self, timeout: float | None = None) -> Results:
+    def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> Results:
         """Wait until the sweep's run ends and return this handle (``outcome`` set):
         until its local workers stop (``ttg.start``), else until every index has a
         record or the sweep is cancelled. TimeoutError after ``timeout`` seconds (the
         sweep goes on). Interrupted (Ctrl-C, a notebook's stop button), it stops the
         local workers as the CLI does (running chunks finish within the grace period,
-        the others go back uncounted) and raises KeyboardInterrupt."""
-        if self._workers is None:
-            self.outcome = self._poll_store(timeout)
-            return self
+        the others go back uncounted) and raises KeyboardInterrupt.
+
+        ``progress`` (default: as given to ``start``/``run``/``submit``) shows done/total,
+        rate, ETA and failures while it waits: a bar on a terminal, a line updated in
+        place in a notebook, else a line every TTG_PROGRESS_SECONDS on stderr."""
+        show = self._show_progress if progress is None else progress
+        end = None if timeout is None else time.monotonic() + timeout
+        with open_store(self.settings) as st, ProgressView(self.sweep, self._already_done, enabled=show,
+                                                           every=self.settings.progress_seconds) as view:
+            view.update(st.progress(self.sweep.id))
+            if self._workers is None:
+                self.outcome = self._poll_store(st, end, timeout, view.update)
+            else:
+                self.outcome = self._await_workers(self._workers, st, end, timeout, view)
+            view.update(st.progress(self.sweep.id))
+        return self
+
+    def _await_workers(self, workers: LocalWorkers, st: ResultStore, end: float | None,
+                       timeout: float | None, view: ProgressView) -> str:
         try:
-            self.outcome = self._workers.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"sweep {self.name} is still running after {timeout:g} s; wait() again, or "
-                               "cancel() it") from None
+            while True:
+                step = None if end is None else max(0.0, end - time.monotonic())
+                if view.mode != "off":  # wake to show progress
+                    step = POLL_SECONDS if step is None else min(step, POLL_SECONDS)
+                try:
+                    return workers.wait(step)
+                except subprocess.TimeoutExpired:
+                    if end is not None and time.monotonic() >= end:
+                        raise TimeoutError(f"sweep {self.name} is still running after {timeout:g} s; wait() "
+                                           "again, or cancel() it") from None
+                    view.update(st.progress(self.sweep.id))
         except KeyboardInterrupt:
-            self._workers.interrupt()
-            self._workers.proc.wait()
+            workers.interrupt()
+            workers.proc.wait()
             self.outcome = "interrupted"
             raise
-        return self
 
     def done(self) -> bool:
         """Whether its run has ended (every index has a record, without local workers)."""
@@ -163,20 +192,21 @@ class Results:
         with open_broker(self.settings) as b, open_store(self.settings) as st:
             dropped = client.cancel(self.sweep.id, b, st)
         if self._workers is not None:
-            self.wait()
+            self.wait(progress=False)
         return dropped
 
-    def _poll_store(self, timeout: float | None) -> str:
-        end = None if timeout is None else time.monotonic() + timeout
-        with open_store(self.settings) as st:
-            while True:
-                if st.progress(self.sweep.id).complete:
-                    return "complete"
-                if st.state(self.sweep.id) == "cancelled":
-                    return "cancelled"
-                if end is not None and time.monotonic() >= end:
-                    raise TimeoutError(f"sweep {self.name} is not complete after {timeout:g} s")
-                time.sleep(0.1)
+    def _poll_store(self, st: ResultStore, end: float | None, timeout: float | None,
+                    show: Callable[[Progress], None]) -> str:
+        while True:
+            p = st.progress(self.sweep.id)
+            show(p)
+            if p.complete:
+                return "complete"
+            if st.state(self.sweep.id) == "cancelled":
+                return "cancelled"
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(f"sweep {self.name} is not complete after {timeout:g} s")
+            time.sleep(0.1)
 
     def progress(self) -> Progress:
         with open_store(self.settings) as store:
@@ -225,7 +255,7 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
           batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
           name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
           retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (), retry_backoff: float = 0.0,
-          max_failures: int | str | None = None,
+          max_failures: int | str | None = None, progress: bool = True,
           home: str | Path | None = None, broker: str | None = None,
           store: str | None = None, settings: Settings | None = None) -> Results:
     """Submit a sweep (resuming it if it exists), start local workers for it in a
@@ -240,7 +270,8 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
     this code already computed in other sweeps; ``retries``, ``retry_on``
     (exception classes or their names), ``retry_backoff``: try a point again in
     place; ``max_failures``: stop the sweep once that many points (``"5%"``: that
-    share of them) failed."""
+    share of them) failed; ``progress``: whether ``wait`` shows the sweep's progress
+    (``progress=False``: silent)."""
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
     options = _options(chunk_size, max_attempts, timeout, batched, priority, target_chunk_seconds, retries,
                        retry_on, retry_backoff, max_failures)
@@ -249,15 +280,15 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         sweep, space_, by_value = _prepare(fn, space, options, name, code, local=True)
         with open_broker(s) as b, open_store(s) as st:
             client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
-            done = st.progress(sweep.id).complete
+            before = st.progress(sweep.id)
     except BaseException:
         local.abandon()
         raise
-    if done:  # nothing to compute
+    if before.complete:  # nothing to compute
         local.abandon()
-        return Results(s, sweep, "complete")
+        return Results(s, sweep, "complete", show_progress=progress, already_done=before.done)
     local.begin(s, sweep, by_value)
-    return Results(s, sweep, workers=local)
+    return Results(s, sweep, workers=local, show_progress=progress, already_done=before.done)
 
 
 def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
@@ -265,7 +296,7 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
         name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
         retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (), retry_backoff: float = 0.0,
-        max_failures: int | str | None = None,
+        max_failures: int | str | None = None, progress: bool = True,
         home: str | Path | None = None, broker: str | None = None,
         store: str | None = None, settings: Settings | None = None) -> Results:
     """``start(...).wait()``: run the sweep on local workers until it ends, and return
@@ -274,14 +305,14 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
                  timeout=timeout, batched=batched, priority=priority,
                  target_chunk_seconds=target_chunk_seconds, name=name, code=code, reuse=reuse,
                  retries=retries, retry_on=retry_on, retry_backoff=retry_backoff, max_failures=max_failures,
-                 home=home, broker=broker, store=store, settings=settings).wait()
+                 progress=progress, home=home, broker=broker, store=store, settings=settings).wait()
 
 
 def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto", max_attempts: int = 3,
            timeout: float | None = None, batched: bool = False, priority: int = 0,
            target_chunk_seconds: float = 1.0, name: str | None = None, code: Sequence[str] = (),
            reuse: bool = False, retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (),
-           retry_backoff: float = 0.0, max_failures: int | str | None = None,
+           retry_backoff: float = 0.0, max_failures: int | str | None = None, progress: bool = True,
            home: str | Path | None = None, broker: str | None = None,
            store: str | None = None, settings: Settings | None = None) -> Results:
     """Queue a sweep for workers started elsewhere (``ttg worker``), which import its
@@ -293,7 +324,8 @@ def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto"
     sweep, space_, _ = _prepare(fn, space, options, name, code, local=False)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
-    return Results(s, sweep)
+        before = st.progress(sweep.id)
+    return Results(s, sweep, show_progress=progress, already_done=before.done)
 
 
 def _options(chunk_size: int | str, max_attempts: int, timeout: float | None, batched: bool, priority: int,

@@ -2,14 +2,17 @@
 
 A line of ``value`` over one field, a heat map over two grid-like fields
 (each with at most ``GRID_LIKE`` distinct values, or binned), or a scatter of
-the points coloured by ``value``. Cells and line points are means over the
-other fields (plotdata.py). The image's title metadata names the kind, so a
-reader (or a test) can tell what was drawn.
+the points coloured by ``value``. Cells and line points reduce over the point
+fields not drawn (the mean, or another of ``plotdata.AGGREGATIONS``), or only the
+points at a chosen value of those fields are read (``where``); the caller is told
+which. The image's title metadata names the kind, so a reader (or a test) can
+tell what was drawn.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from ..client.table import Table
 from ..core.sweep import Sweep
 from ..errors import ConfigError
 from ..stores.base import ResultStore
-from .plotdata import Axis, collect, grid2d, line
+from .plotdata import Axis, collect, fixed, grid2d, line, reduced
 
 #: With --y and --kind auto: a heat map when both fields have at most this many values.
 GRID_LIKE = 200
@@ -28,37 +31,43 @@ _NAMES = {"heatmap": "heat map", "line": "line", "scatter": "scatter"}
 
 
 def plot_sweep(store: ResultStore, sweep: Sweep, output: Path, *, x: str, y: str | None, value: str,
-               kind: str = "auto") -> str:
-    """Draw and write the plot; returns what was drawn ("heat map", "line" or "scatter")."""
+               kind: str = "auto", agg: str = "mean",
+               where: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """Draw and write the plot. Returns what was drawn ("heat map", "line" or
+    "scatter") and how the fields it does not draw were treated ("" when none
+    varies): reduced by ``agg`` in each cell, or fixed by ``where``."""
+    where = dict(where or {})
     from matplotlib.figure import Figure
 
     if kind in ("heatmap", "scatter") and y is None:
         raise ConfigError(f"a {_NAMES[kind]} needs two axes; give --y FIELD too.")
     if kind == "line" and y is not None:
         raise ConfigError("a line is drawn over one axis; drop --y (or use --kind heatmap or scatter).")
-    wanted = list(dict.fromkeys([x, *([y] if y else []), value]))
-    samples = collect(Table(store, sweep).column_chunks(), wanted)
+    drawn_fields = [x, *([y] if y else [])]
+    wanted = list(dict.fromkeys([*drawn_fields, value, *where, *sweep.fields]))
+    samples = fixed(collect(Table(store, sweep).column_chunks(), wanted), where)
+    others = reduced(samples, sweep.fields, [*drawn_fields, value])
     if kind == "auto":
         kind = "line" if y is None else "heatmap" if _grid_like(samples.columns, x, y) else "scatter"
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()
     if kind == "line":
-        data = line(samples, x, value)
+        data = line(samples, x, value, agg=agg)
         xs = _positions(data.x, samples.categories.get(x) is not None)
         ys = [math.nan if v is None else v for v in data.values]
         ax.plot(xs, ys, marker="o" if len(xs) <= 60 else None, markersize=4, linewidth=1.5)
         _ticks(ax, "x", data.x, samples.categories.get(x) is not None)
         ax.set_xscale("log" if data.x.log else "linear")
-        ax.set_ylabel(f"{value} (mean)" if len(samples) > len(xs) else value)
+        ax.set_ylabel(f"{value} ({agg})" if others else value)
         ax.grid(alpha=0.3)
     elif kind == "heatmap":
         assert y is not None
-        grid = grid2d(samples, x, y, value)
+        grid = grid2d(samples, x, y, value, agg=agg)
         cells = np.array([[math.nan if v is None else v for v in row] for row in grid.cells])
         image = ax.imshow(cells, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
         _ticks(ax, "x", grid.x, True)
         _ticks(ax, "y", grid.y, True)
-        fig.colorbar(image, ax=ax, label=value)
+        fig.colorbar(image, ax=ax, label=f"{value} ({agg})" if others else value)
     else:
         assert y is not None
         c = samples.columns
@@ -75,10 +84,24 @@ def plot_sweep(store: ResultStore, sweep: Sweep, output: Path, *, x: str, y: str
         ax.set_ylabel(y)
     drawn = _NAMES[kind]
     title = f"{sweep.id}: {drawn} of {value}"
-    ax.set_title(title + (" (first points only)" if samples.truncated else ""), fontsize=10)
+    note = _note(kind, agg, others, where)
+    shown = title + (" (first points only)" if samples.truncated else "")
+    ax.set_title(shown + (f"\n{note}" if note else ""), fontsize=10)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, metadata={"Title": title}, dpi=110)
-    return drawn
+    return drawn, note
+
+
+def _note(kind: str, agg: str, others: list[tuple[str, int]], where: Mapping[str, str]) -> str:
+    """How the point fields a plot does not draw were treated, in words."""
+    parts = [f"{name} fixed at {text}" for name, text in where.items()]
+    if others:
+        names = " and ".join(f"{name} ({n} values)" for name, n in others)
+        if kind == "scatter":
+            parts.append(f"{names} not drawn: points that differ only there overlap")
+        else:
+            parts.append(f"each {'cell' if kind == 'heatmap' else 'point'} is the {agg} over {names}")
+    return "; ".join(parts)
 
 
 def _grid_like(columns: dict[str, Any], *names: str) -> bool:

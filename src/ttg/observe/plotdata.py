@@ -6,14 +6,16 @@ columns, ``duration``, ``index``...). Values that are not numbers (an error's
 None, a string) are left out of the value. An axis with at most ``max_bins``
 distinct values keeps each value as a cell (a grid axis); a longer one is cut
 into ``max_bins`` equal bins (logarithmic when it is positive and spans more
-than three decades). A cell shows the mean of the values that fall in it, so
-a heat map over two axes of a three-axis grid averages over the third.
+than three decades). A cell shows one figure of the values that fall in it
+(``AGGREGATIONS``: the mean unless asked otherwise), so a heat map over two axes
+of a three-axis grid reduces over the third, unless ``fixed`` keeps only the
+points at one value of it; ``reduced`` says which fields a plot reduced over.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +25,10 @@ from ..errors import ConfigError
 
 #: Columns that are not plottable fields.
 NOT_FIELDS = ("status", "error", "worker")
-#: How many points a plot reads at most (memory: three floats per point).
+#: How many points a plot reads at most (memory: a float per field per point).
 MAX_POINTS = 5_000_000
+#: What a cell (or a line's point) can show of the values that fall in it.
+AGGREGATIONS = ("mean", "median", "min", "max", "sum", "count")
 
 
 @dataclass
@@ -132,31 +136,83 @@ def axis_cells(s: Samples, name: str, max_bins: int = 100) -> tuple[Axis, np.nda
     return Axis(name, [float(c) for c in centers], [_fmt(c) for c in centers], log), where
 
 
-def grid2d(s: Samples, x: str, y: str, value: str, max_bins: int = 100) -> Grid2D:
+def grid2d(s: Samples, x: str, y: str, value: str, max_bins: int = 100, agg: str = "mean") -> Grid2D:
     ax, xi = axis_cells(s, x, max_bins)
     ay, yi = axis_cells(s, y, max_bins)
     v = s.columns[value]
     ok = (xi >= 0) & (yi >= 0) & ~np.isnan(v)
-    flat = yi[ok] * len(ax.centers) + xi[ok]
-    size = len(ax.centers) * len(ay.centers)
-    sums = np.bincount(flat, weights=v[ok], minlength=size)
-    counts = np.bincount(flat, minlength=size)
-    cells = [[_mean(sums[r * len(ax.centers) + c], counts[r * len(ax.centers) + c])
-              for c in range(len(ax.centers))] for r in range(len(ay.centers))]
-    return Grid2D(ax, ay, cells, int(ok.sum()))
+    width = len(ax.centers)
+    flat = reduce_cells(yi[ok] * width + xi[ok], v[ok], width * len(ay.centers), agg)
+    return Grid2D(ax, ay, [flat[r * width:(r + 1) * width] for r in range(len(ay.centers))], int(ok.sum()))
 
 
-def line(s: Samples, x: str, value: str, max_bins: int = 200) -> Line:
+def line(s: Samples, x: str, value: str, max_bins: int = 200, agg: str = "mean") -> Line:
     ax, xi = axis_cells(s, x, max_bins)
     v = s.columns[value]
     ok = (xi >= 0) & ~np.isnan(v)
-    sums = np.bincount(xi[ok], weights=v[ok], minlength=len(ax.centers))
-    counts = np.bincount(xi[ok], minlength=len(ax.centers))
-    return Line(ax, [_mean(a, b) for a, b in zip(sums, counts, strict=True)], int(ok.sum()))
+    return Line(ax, reduce_cells(xi[ok], v[ok], len(ax.centers), agg), int(ok.sum()))
 
 
-def _mean(total: float, n: int) -> float | None:
-    return float(total / n) if n else None
+def reduce_cells(cell: np.ndarray, values: np.ndarray, size: int, agg: str) -> list[float | None]:
+    """Per cell ``0..size-1``, the ``agg`` of the ``values`` whose ``cell`` it is (None: no value)."""
+    if agg not in AGGREGATIONS:
+        raise ConfigError(f"cannot reduce a cell's values by {agg!r}; use one of {', '.join(AGGREGATIONS)}.")
+    counts = np.bincount(cell, minlength=size)
+    if agg == "count":
+        out = counts.astype(float)
+    elif agg in ("mean", "sum"):
+        out = np.bincount(cell, weights=values, minlength=size)
+        if agg == "mean":
+            out = out / np.maximum(counts, 1)
+    elif agg in ("min", "max"):
+        out = np.full(size, math.inf if agg == "min" else -math.inf)
+        (np.minimum if agg == "min" else np.maximum).at(out, cell, values)
+    else:  # median: the middle of each cell's sorted values
+        order = np.lexsort((values, cell))
+        ordered = values[order]
+        first = np.searchsorted(cell[order], np.arange(size))
+        lo = first + np.maximum(counts - 1, 0) // 2
+        hi = first + counts // 2
+        out = np.zeros(size)
+        has = counts > 0
+        out[has] = (ordered[lo[has]] + ordered[hi[has]]) / 2
+    return [float(out[k]) if counts[k] else None for k in range(size)]
+
+
+def fixed(s: Samples, where: Mapping[str, str]) -> Samples:
+    """Only the samples at the given value of each named field (``--where c=10``).
+    Numbers compare as numbers (``0.3`` matches a grid's 0.30000000000000004)."""
+    keep = np.ones(len(s), dtype=bool)
+    for name, text in where.items():
+        col = s.columns[name]
+        cats = s.categories.get(name)
+        if cats is not None:
+            match = col == cats.index(text) if text in cats else np.zeros(len(col), dtype=bool)
+        else:
+            try:
+                match = np.isclose(col, float(text), rtol=1e-9, atol=0.0)
+            except ValueError:
+                match = np.zeros(len(col), dtype=bool)
+        if not match.any():
+            values = cats or [_fmt(v) for v in np.unique(col[~np.isnan(col)])]
+            raise ConfigError(f"no point has {name}={text}; give one of its values: {', '.join(values[:10])}"
+                              + (", ..." if len(values) > 10 else "") + ".")
+        keep &= match
+    return Samples(s.fields, {k: v[keep] for k, v in s.columns.items()}, s.categories, s.truncated)
+
+
+def reduced(s: Samples, candidates: Sequence[str], drawn: Sequence[str]) -> list[tuple[str, int]]:
+    """The ``candidates`` (a sweep's point fields) a plot of ``drawn`` did not draw that
+    vary among the samples, with how many distinct values each has."""
+    out = []
+    for name in candidates:
+        if name in drawn or name not in s.columns:
+            continue
+        col = s.columns[name]
+        n = len(np.unique(col[~np.isnan(col)]))
+        if n > 1:
+            out.append((name, n))
+    return out
 
 
 def _fmt(v: float) -> str:
