@@ -27,3 +27,11 @@ def sleep_square(x: int) -> int:
     value (x*x) that tells each index's record from any other's."""
     time.sleep(0.002)
     return x * x
+
+
+async def nap_50ms(x: int) -> int:
+    """W5: an I/O-bound point, 50 ms of awaiting (an HTTP call, a model endpoint)."""
+    import asyncio
+
+    await asyncio.sleep(0.05)
+    return x

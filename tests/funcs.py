@@ -226,3 +226,57 @@ def fails_from_100(x: int) -> int:
     if x >= 100:
         raise RuntimeError(f"{x} fails")
     return x
+
+
+_in_flight = 0
+_most_in_flight = 0
+
+
+async def async_wait(x: int) -> int:
+    """Awaits 50 ms; counts its executions, and notes in TTG_TEST_FLIGHT (a line per
+    point: pid, index, ttg.context()'s index, the most points this process had in
+    flight at once so far) how many of its calls ran at the same time."""
+    import asyncio
+
+    import ttg
+
+    global _in_flight, _most_in_flight
+    _count(x)
+    _in_flight += 1
+    _most_in_flight = max(_most_in_flight, _in_flight)
+    try:
+        await asyncio.sleep(0.05)
+    finally:
+        _in_flight -= 1
+    ctx = ttg.context()
+    with open(os.environ["TTG_TEST_FLIGHT"], "a") as fh:
+        fh.write(f"{os.getpid()} {x} {ctx.index if ctx else -1} {_most_in_flight}\n")
+    return x * 3
+
+
+async def async_misbehaves(x: int) -> int:
+    """Index 3 awaits past any timeout, 5 raises SystemExit, 7 blocks the event loop
+    for 3 s (a sync call), 9 fails twice with ConnectionError then returns; others
+    return x * 3. Counts every try."""
+    import asyncio
+
+    _count(x)
+    if x == 3:
+        await asyncio.sleep(30)
+    if x == 5:
+        raise SystemExit(4)
+    if x == 7:
+        time.sleep(3)
+    if x == 9:
+        _tries[x] = _tries.get(x, 0) + 1
+        if _tries[x] <= 2:
+            raise ConnectionResetError(f"try {_tries[x]} of {x}")
+    await asyncio.sleep(0.01)
+    return x * 3
+
+
+async def async_batched(xs: Any) -> Any:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return xs * 3

@@ -22,12 +22,12 @@ from .test_codec import ANY
 
 SWEEP = Sweep.create("tests.funcs:square", RangeSpace(100),
                      Options(chunk_size=10, timeout=5.0, retries=2, retry_on=("ConnectionError",),
-                             retry_backoff=0.5, max_failures="5%"))
+                             retry_backoff=0.5, max_failures="5%", concurrency=4))
 BIG = Sweep.create("tests.funcs:square", GridSpace({"i": list(range(2000))}), Options(chunk_size=10))
 CHUNK = Chunk(10, 20)
 #: every field a chunk message may carry (rows: a file space's; space_ref: a big spec's)
 FIELDS = ["sweep", "start", "stop", "fn", "batched", "timeout", "max_attempts", "auto", "first", "space",
-          "space_ref", "rows", "code", "code_paths", "retries", "max_failures"]
+          "space_ref", "rows", "code", "code_paths", "retries", "max_failures", "concurrency"]
 
 
 def lease(sweep: Sweep) -> Lease:
@@ -50,6 +50,7 @@ def test_the_message_of_a_sweep_parses(sweep: Sweep) -> None:
     else:
         assert task.retries is None
     assert task.max_failures == o.max_failures
+    assert task.concurrency == o.concurrency
     assert (task.space is None) == (sweep is BIG) and (task.space_ref is None) == (sweep is SWEEP)
 
 

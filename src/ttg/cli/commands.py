@@ -55,6 +55,9 @@ def _sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-attempts", type=int, default=3, show_default=True,
                      help="Crashes or timeouts of a chunk before it is split."),
         click.option("--timeout", type=float, help="Seconds one call of the function may take."),
+        click.option("--concurrency", type=int, default=1, show_default=True, metavar="N",
+                     help="Points of an async def function a worker process runs at once (for functions "
+                          "that mostly wait: HTTP, model endpoints)."),
         click.option("--retries", type=int, default=0, show_default=True,
                      help="Try a point again in place up to N times when the function raises "
                           "(an exception named by --retry-on; any, if none is named)."),
@@ -208,7 +211,7 @@ def _make_sweep(kw: dict[str, Any]) -> tuple[Sweep, Space]:
     retry_on = tuple(n.strip() for n in (kw["retry_on"] or "").split(",") if n.strip())
     options = Options(parse_chunk_size(kw["chunk_size"]), kw["max_attempts"], kw["timeout"], kw["priority"],
                       kw["batched"], kw["target_chunk_seconds"], kw["retries"], retry_on, kw["retry_backoff"],
-                      kw["max_failures"])
+                      kw["max_failures"], kw["concurrency"])
     paths = [*kw["code_paths"], *paths_from_env()]
     return client.prepare(kw["function"], space, options, kw["name"], paths), space
 

@@ -255,7 +255,7 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
           batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
           name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
           retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (), retry_backoff: float = 0.0,
-          max_failures: int | str | None = None, progress: bool = True,
+          max_failures: int | str | None = None, concurrency: int = 1, progress: bool = True,
           home: str | Path | None = None, broker: str | None = None,
           store: str | None = None, settings: Settings | None = None) -> Results:
     """Submit a sweep (resuming it if it exists), start local workers for it in a
@@ -270,11 +270,12 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
     this code already computed in other sweeps; ``retries``, ``retry_on``
     (exception classes or their names), ``retry_backoff``: try a point again in
     place; ``max_failures``: stop the sweep once that many points (``"5%"``: that
-    share of them) failed; ``progress``: whether ``wait`` shows the sweep's progress
-    (``progress=False``: silent)."""
+    share of them) failed; ``concurrency``: points of an ``async def`` function a
+    worker process runs at once; ``progress``: whether ``wait`` shows the sweep's
+    progress (``progress=False``: silent)."""
     s = _settings(settings, workers=workers, home=Path(home) if home else None, broker=broker, store=store)
     options = _options(chunk_size, max_attempts, timeout, batched, priority, target_chunk_seconds, retries,
-                       retry_on, retry_backoff, max_failures)
+                       retry_on, retry_backoff, max_failures, concurrency)
     local = LocalWorkers.spawn()  # it starts up while the sweep is submitted
     try:
         sweep, space_, by_value = _prepare(fn, space, options, name, code, local=True)
@@ -296,7 +297,7 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
         name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
         retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (), retry_backoff: float = 0.0,
-        max_failures: int | str | None = None, progress: bool = True,
+        max_failures: int | str | None = None, concurrency: int = 1, progress: bool = True,
         home: str | Path | None = None, broker: str | None = None,
         store: str | None = None, settings: Settings | None = None) -> Results:
     """``start(...).wait()``: run the sweep on local workers until it ends, and return
@@ -305,22 +306,23 @@ def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
                  timeout=timeout, batched=batched, priority=priority,
                  target_chunk_seconds=target_chunk_seconds, name=name, code=code, reuse=reuse,
                  retries=retries, retry_on=retry_on, retry_backoff=retry_backoff, max_failures=max_failures,
-                 progress=progress, home=home, broker=broker, store=store, settings=settings).wait()
+                 concurrency=concurrency, progress=progress, home=home, broker=broker, store=store,
+                 settings=settings).wait()
 
 
 def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto", max_attempts: int = 3,
            timeout: float | None = None, batched: bool = False, priority: int = 0,
            target_chunk_seconds: float = 1.0, name: str | None = None, code: Sequence[str] = (),
            reuse: bool = False, retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (),
-           retry_backoff: float = 0.0, max_failures: int | str | None = None, progress: bool = True,
-           home: str | Path | None = None, broker: str | None = None,
+           retry_backoff: float = 0.0, max_failures: int | str | None = None, concurrency: int = 1,
+           progress: bool = True, home: str | Path | None = None, broker: str | None = None,
            store: str | None = None, settings: Settings | None = None) -> Results:
     """Queue a sweep for workers started elsewhere (``ttg worker``), which import its
     function themselves; the options as for ``start``. ``.wait()`` on the result
     waits until every index has a record (or the sweep is cancelled)."""
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
     options = _options(chunk_size, max_attempts, timeout, batched, priority, target_chunk_seconds, retries,
-                       retry_on, retry_backoff, max_failures)
+                       retry_on, retry_backoff, max_failures, concurrency)
     sweep, space_, _ = _prepare(fn, space, options, name, code, local=False)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
@@ -330,10 +332,10 @@ def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto"
 
 def _options(chunk_size: int | str, max_attempts: int, timeout: float | None, batched: bool, priority: int,
              target_chunk_seconds: float, retries: int, retry_on: Sequence[str | type[BaseException]],
-             retry_backoff: float, max_failures: int | str | None) -> Options:
+             retry_backoff: float, max_failures: int | str | None, concurrency: int) -> Options:
     return Options(parse_chunk_size(chunk_size), max_attempts, timeout, priority, batched,
                    target_chunk_seconds, retries, _names(retry_on), retry_backoff,
-                   None if max_failures is None else str(max_failures))
+                   None if max_failures is None else str(max_failures), concurrency)
 
 
 def _names(classes: Sequence[str | type[BaseException]]) -> tuple[str, ...]:

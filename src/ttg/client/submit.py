@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..spaces import Space
 from ..spaces.files import FileSpace
 from ..stores.base import ResultStore, SweepInfo
+from ..worker.aio import is_async
 from .reuse import reuse as copy_computed
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,9 @@ def prepare(ref: str, space: Space, options: Options, name: str | None = None,
     (core/fingerprint.py)."""
     Sweep.create(ref, space, options, name)  # the space, the options and the name are checked first
     fn = check_function(funcref.normalize(ref))
+    if options.concurrency > 1 and not is_async(fn):
+        raise ConfigError(f"concurrency runs several points of an async function at once, and {ref} is not "
+                          "async: define it with `async def`, or drop --concurrency (concurrency=).")
     return Sweep.create(ref, space, options, name, code=fingerprint.of_function(fn, code_paths))
 
 

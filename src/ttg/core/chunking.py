@@ -57,11 +57,14 @@ class Chunk:
         return f"[{self.start}, {self.stop})"
 
 
-def auto_size(total: int, *, batched: bool = False) -> int:
+def auto_size(total: int, *, batched: bool = False, concurrency: int = 1) -> int:
     """The first chunk size of an ``auto`` sweep of ``total`` points (points are
     made as they are computed, so a chunk may be large; a batched chunk is one
-    call with all its points, so it is at most MAX_BATCH_POINTS)."""
-    size = max(1, min(total, AUTO_MIN_CHUNK), math.ceil(total / AUTO_CHUNKS))
+    call with all its points, so it is at most MAX_BATCH_POINTS). A child runs
+    ``concurrency`` points of a chunk at once: a chunk has at least two rounds of
+    them, so that they are all busy."""
+    least = max(AUTO_MIN_CHUNK, 2 * concurrency)
+    size = max(1, min(total, least), math.ceil(total / AUTO_CHUNKS))
     return min(size, MAX_BATCH_POINTS) if batched else size
 
 

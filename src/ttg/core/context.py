@@ -10,12 +10,15 @@ is a new sweep with new seeds.
 
 The worker states the chunk once (``enter``); the index is read from the
 beacon the compute loop already writes before each point (worker/compute.py),
-so a function that never calls ``context()`` pays nothing for it.
+so a function that never calls ``context()`` pays nothing for it. Async points
+computed at once (worker/aio.py) each state their index in a context variable
+of their own task (``at``), which ``context()`` reads first.
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,12 +72,19 @@ class _Chunk:
 
 
 _current: _Chunk | None = None
+#: the index an async point's task computes (-1: read the beacon)
+_index: ContextVar[int] = ContextVar("ttg_index", default=-1)
 
 
 def enter(sweep: str, attempt: int, worker: str, beacon: Any) -> None:
     """The worker is about to compute points of a chunk of ``sweep``."""
     global _current
     _current = _Chunk(sweep, attempt, worker, beacon)
+
+
+def at(index: int) -> None:
+    """The current asyncio task computes ``index`` (worker/aio.py)."""
+    _index.set(index)
 
 
 def leave() -> None:
@@ -88,7 +98,10 @@ def context() -> Context | None:
     chunk = _current
     if chunk is None:
         return None
-    computing = int(chunk.beacon[0])
-    if computing <= 0:
-        return None
-    return Context(computing - 1, chunk.attempt, chunk.sweep, chunk.worker)
+    index = _index.get()
+    if index < 0:
+        computing = int(chunk.beacon[0])
+        if computing <= 0:
+            return None
+        index = computing - 1
+    return Context(index, chunk.attempt, chunk.sweep, chunk.worker)

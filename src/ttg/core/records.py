@@ -14,6 +14,7 @@ file spaces only (generated points are recomputed from the spec on export).
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -118,6 +119,13 @@ class ChunkRecords:
             e = errs.get(k)
             text = f"{e[0]}: {e[1]}" if e else None
             yield self.start + k, self.status(k), self.values[k], text, self.durations[k] / 1e9
+
+
+def error_of(exc: BaseException) -> tuple[str, str, str]:
+    """(type, message, traceback) of an exception raised by the user's function: a
+    failed point's error."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return type(exc).__name__, str(exc), tb
 
 
 def failed_record(chunk: Chunk, status: str, reason: str, worker: str, attempt: int,

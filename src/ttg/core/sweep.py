@@ -18,6 +18,9 @@ from .chunking import MAX_CHUNK_POINTS, MAX_CHUNKS, MAX_POINTS, TARGET_CHUNK_SEC
 from .failures import Retries, check, parse_max_failures
 from .fingerprint import Code
 
+#: the most points of an async function a worker child may run at once (--concurrency)
+MAX_CONCURRENCY = 10_000
+
 
 @dataclass(frozen=True)
 class Options:
@@ -43,6 +46,8 @@ class Options:
     retry_backoff: float = 0.0
     #: Stop the sweep once this many points ("10") or this share of them ("5%") failed.
     max_failures: str | None = None
+    #: Points of an async function one worker child runs at once (worker/aio.py).
+    concurrency: int = 1
 
     def __post_init__(self) -> None:
         # a record read back from JSON holds a list; an API user may give any sequence
@@ -60,6 +65,13 @@ class Options:
         if not 0 < self.target_chunk_seconds < math.inf:
             raise ConfigError(f"target chunk seconds must be a positive number, not "
                               f"{self.target_chunk_seconds}.")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or not (
+                1 <= self.concurrency <= MAX_CONCURRENCY):
+            raise ConfigError(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY:,} (points of an "
+                              f"async function a worker child runs at once), not {self.concurrency!r}.")
+        if self.concurrency > 1 and self.batched:
+            raise ConfigError("concurrency runs several calls of a function at once, and a batched function "
+                              "is called once per chunk: drop --concurrency or --batched.")
         if not -(2**31) <= self.priority < 2**31:
             raise ConfigError(f"priority must be an integer from {-(2**31)} to {2**31 - 1}, not "
                               f"{self.priority}.")
@@ -90,7 +102,8 @@ class Sweep:
         if total > MAX_POINTS:
             raise SpecError(f"the space has {total:,} points, more than TTG can index exactly "
                             f"({MAX_POINTS:,}); split it into several sweeps.")
-        size = options.chunk_size or auto_size(total, batched=options.batched)
+        size = options.chunk_size or auto_size(total, batched=options.batched,
+                                               concurrency=options.concurrency)
         chunks = -(-total // size)
         if chunks > MAX_CHUNKS:
             raise ConfigError(f"{total:,} points in chunks of {size:,} make {chunks:,} chunks, "
@@ -105,7 +118,8 @@ class Sweep:
     @property
     def first_chunk_size(self) -> int:
         """The size the sweep is cut into when queued (``auto``: see chunking.auto_size)."""
-        return self.options.chunk_size or auto_size(self.total, batched=self.options.batched)
+        return self.options.chunk_size or auto_size(self.total, batched=self.options.batched,
+                                                    concurrency=self.options.concurrency)
 
     def make_space(self) -> Space:
         return space_from_spec(self.space)
@@ -151,6 +165,8 @@ class Sweep:
             body["retries"] = Retries(o.retries, o.retry_on, o.retry_backoff).to_message()
         if o.max_failures is not None:
             body["max_failures"] = o.max_failures
+        if o.concurrency > 1:
+            body["concurrency"] = o.concurrency
         if self.code is not None:  # which code may compute it (signed with the rest)
             body["code"] = self.code.digest
             if self.code.paths:

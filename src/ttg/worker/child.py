@@ -39,6 +39,7 @@ from ..errors import (
     TtgError,
 )
 from ..stores.base import ResultStore
+from . import aio
 from .compute import Beacon, compute_part, make_storable
 from .events import Events
 from .gate import Gate, Refusals, Unrunnable
@@ -311,6 +312,9 @@ class ChildLoop:
             space = None if task.rows is not None else self.gate.space(task)
         except Unrunnable as no:
             return self._unrunnable(lease, no)
+        if task.timeout is not None and not task.batched and aio.is_async(fn):
+            # the child times each point itself: the watchdog only guards the event loop
+            self.reporter.leased(lease, aio.watchdog_seconds(task.timeout))
         outcome = "skipped"  # everything was committed already
         parts = self._to_compute(task, lease)
         for part in parts:
@@ -322,7 +326,7 @@ class ChildLoop:
             self._settle()  # the previous chunk's commit, which ran meanwhile
             if rec.stop < part.stop:  # chunk_size="auto": commit, then hand the rest back
                 self._commit_now(task.sweep_id, rec)
-                per_point = sum(rec.durations) / len(rec) / 1e9
+                per_point = sum(rec.durations) / len(rec) / 1e9 / task.concurrency  # (wall time)
                 rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
                 self._requeue(task, lease, rest)
                 continue

@@ -10,16 +10,17 @@ leaving the rest for the caller to hand back.
 
 from __future__ import annotations
 
+import functools
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import context
 from ..core.chunking import MAX_AUTO_PIECE, Chunk
 from ..core.codec import pack
-from ..core.records import ChunkRecords
+from ..core.records import ChunkRecords, error_of
 from ..spaces import Space
+from . import aio
 from .task import Task, batch_input, rows_to_columns
 
 Beacon = Any  # a memoryview of int64: [index + 1 being computed (0: none), calls started]
@@ -47,15 +48,22 @@ def compute_part(fn: Callable[[Any], Any], space: Space | None, task: Task, part
         assert space is not None
         points = batch_input(space, part) if task.batched else space.points(part.start, part.stop)
     tries: dict[int, int] = {}  # index -> tries, for points tried more than once
-    if task.retries is not None:
+    asynchronous = aio.is_async(fn)
+    if task.retries is not None and not asynchronous:
         fn = task.retries.wrap(fn, beacon, tries)
+    deadline = None if task.auto is None else time.perf_counter() + task.auto
+    timed_out: set[int] = set()
     context.enter(task.sweep_id, attempt, worker_id, beacon)
     try:
         if task.batched:
             batch = rows_to_columns(points) if task.rows is not None else points
-            values, durations, errors = run_batch(fn, batch, len(part), part.start, beacon)
+            call = functools.partial(aio.run_batch, fn) if asynchronous else fn
+            values, durations, errors = run_batch(call, batch, len(part), part.start, beacon)
+        elif asynchronous:
+            values, durations, errors, timed_out = aio.run_points(
+                fn, points, part.start, beacon, deadline=deadline, concurrency=task.concurrency,
+                timeout=task.timeout, retries=task.retries, tries=tries)
         else:
-            deadline = None if task.auto is None else time.perf_counter() + task.auto
             values, durations, errors = run_points(fn, points, part.start, beacon, deadline)
     finally:
         context.leave()
@@ -64,7 +72,7 @@ def compute_part(fn: Callable[[Any], Any], space: Space | None, task: Task, part
     if errors:
         statuses = ["ok"] * n
         for k in errors:
-            statuses[k] = "error"
+            statuses[k] = "timeout" if k in timed_out else "error"
     params = task.rows[offset:offset + n] if task.rows is not None else None
     if task.batched and tries:  # one call for the whole batch: every point took its tries
         tries = dict.fromkeys(range(part.start, part.start + n), tries[part.start])
@@ -113,7 +121,7 @@ def _timed(fn: Callable[[Any], Any], points: Sequence[Any], first: int, stop: in
         try:
             value = fn(points[k])
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            errors[k] = describe(exc)
+            errors[k] = error_of(exc)
             value = None
         t1 = now()
         add_value(value)
@@ -138,7 +146,7 @@ def _stretch(fn: Callable[[Any], Any], points: Sequence[Any], first: int, start:
         try:
             add_value(fn(points[k]))
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            errors[k] = describe(exc)
+            errors[k] = error_of(exc)
             add_value(None)
         if not k & 1023 and now() > limit:
             break
@@ -157,7 +165,7 @@ def run_batch(fn: Callable[[Any], Any], batch: Any, n: int, start: int,
         out = fn(batch)
         values = _as_rows(out, n)
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
-        err = describe(exc)
+        err = error_of(exc)
         beacon[0] = 0
         return [None] * n, [0] * n, dict.fromkeys(range(n), err)
     per = (time.perf_counter_ns() - t0) // n
@@ -182,12 +190,6 @@ def _as_rows(out: Any, n: int) -> list[Any]:
 def _tolist(v: Any) -> list[Any]:
     tolist = getattr(v, "tolist", None)
     return list(tolist() if callable(tolist) else v)
-
-
-def describe(exc: BaseException) -> tuple[str, str, str]:
-    """(type, message, traceback) of an exception raised by the user's function."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return type(exc).__name__, str(exc), tb
 
 
 def make_storable(rec: ChunkRecords) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from ..brokers.base import Lease
 from ..core.chunking import Chunk
 from ..core.failures import Retries, parse_max_failures
+from ..core.sweep import MAX_CONCURRENCY
 from ..errors import BadMessage, ConfigError
 from ..spaces import Space
 
@@ -39,6 +40,8 @@ class Task:
     retries: Retries | None = None
     #: stop the sweep once this many of its points failed (core/failures.py)
     max_failures: str | None = None
+    #: points of an async function a child runs at once (worker/aio.py)
+    concurrency: int = 1
 
     @classmethod
     def parse(cls, body: Any, lease: Lease) -> Task:
@@ -52,7 +55,7 @@ class Task:
                        bool(body.get("batched")), _seconds(body.get("timeout")),
                        int(body.get("max_attempts") or 3), _seconds(body.get("auto")), body,
                        None if code is None else str(code), paths, retries,
-                       parse_max_failures(body.get("max_failures")))
+                       parse_max_failures(body.get("max_failures")), _concurrency(body.get("concurrency")))
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise BadMessage(f"malformed chunk message ({type(exc).__name__}: {exc}).") from exc
         if task.sweep_id != lease.sweep_id or task.chunk != lease.chunk:
@@ -73,6 +76,15 @@ class Task:
         if self.rows is not None:
             body["rows"] = self.rows[piece.start - self.chunk.start:piece.stop - self.chunk.start]
         return body
+
+
+def _concurrency(v: Any) -> int:
+    """Points at once of a message: absent (1) or an integer from 1 to MAX_CONCURRENCY."""
+    if v is None:
+        return 1
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CONCURRENCY:
+        raise ValueError(f"concurrency {v!r} is not an integer from 1 to {MAX_CONCURRENCY}")
+    return v
 
 
 def _seconds(v: Any) -> float | None:
