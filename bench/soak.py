@@ -244,10 +244,20 @@ class Soak:
         clock = SteppedClock()
         started = time.monotonic()
         with self.target() as t:
-            t.home.mkdir(parents=True, exist_ok=True)
-            active: list[str] = []
-            n = self.feed(t, active, 0)  # (creates the store before any worker opens it)
-            inproc = InProcessWorker(t, clock)
+            try:
+                self.chaos(t, clock, started)
+            finally:  # whatever ends the run, an error of this harness too, no worker is left
+                self.stop_workers()
+        return {"pair": self.backend.key, "seconds": round(time.monotonic() - started), "sweeps": self.sweeps,
+                "records": self.records, "faults": dict(self.faults), "redelivered": self.redelivered,
+                "problems": self.problems}
+
+    def chaos(self, t: Target, clock: Any, started: float) -> None:
+        t.home.mkdir(parents=True, exist_ok=True)
+        active: list[str] = []
+        n = self.feed(t, active, 0)  # (creates the store before any worker opens it)
+        inproc = InProcessWorker(t, clock)
+        try:
             self.tend(t)
             next_strike = time.monotonic() + random.uniform(0.5, 2)
             while time.monotonic() - started < self.seconds:
@@ -270,14 +280,12 @@ class Soak:
                 time.sleep(0.1)
             if active:
                 self.problems.append(f"sweeps {active} did not complete within 180 s after the chaos stopped")
+        finally:
             inproc.stop()
-            self.stop_workers()
-            left = leftovers(t.home, self.seen)
-            if left:
-                self.problems.append(f"processes left: {left}")
-        return {"pair": self.backend.key, "seconds": round(time.monotonic() - started), "sweeps": self.sweeps,
-                "records": self.records, "faults": dict(self.faults), "redelivered": self.redelivered,
-                "problems": self.problems}
+        self.stop_workers()
+        left = leftovers(t.home, self.seen)
+        if left:
+            self.problems.append(f"processes left: {left}")
 
     def stop_workers(self) -> None:
         for w in self.workers:
