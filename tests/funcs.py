@@ -280,3 +280,10 @@ async def async_batched(xs: Any) -> Any:
 
     await asyncio.sleep(0.01)
     return xs * 3
+
+
+def which_gpu(x: int) -> dict[str, Any]:
+    """The devices this process sees (worker/devices.py), and its pid; 20 ms a point."""
+    time.sleep(0.02)
+    return {"pid": os.getpid(), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "hip": os.environ.get("HIP_VISIBLE_DEVICES")}

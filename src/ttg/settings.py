@@ -36,7 +36,14 @@ ENV_VARS: dict[str, str] = {
     "TTG_SHARD": "shard",
     "TTG_PRESENCE_SECONDS": "presence_seconds",
     "TTG_PROGRESS_SECONDS": "progress_seconds",
+    "TTG_GPUS": "gpus",
+    "TTG_CHILDREN_PER_GPU": "children_per_gpu",
 }
+
+#: where ``--gpus auto`` finds the devices this process may use, first match wins: the
+#: CUDA (or ROCm) runtime's own restriction, then SLURM's allocation to the step or job
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "SLURM_STEP_GPUS",
+                 "SLURM_JOB_GPUS")
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,14 @@ class Settings:
     log_format: str = "human"
     #: The token ``ttg dashboard`` requires off loopback; empty: a random one.
     dashboard_token: str = ""
-    #: ``ttg worker --shard``: "I/N" or "auto/N" (I from JOB_COMPLETION_INDEX); "": off.
+    #: ``ttg worker --shard``: "I/N" or "auto/N" (I from JOB_COMPLETION_INDEX or
+    #: SLURM_ARRAY_TASK_ID); "": off.
     shard: str = ""
+    #: ``ttg worker --gpus``: the devices its children split ("0,1,2,3"), "auto" (found
+    #: by worker/devices.py: none named by GPU_VARIABLES), or "": children choose none.
+    gpus: str = ""
+    #: Children that share one device (``--children-per-gpu``).
+    children_per_gpu: int = 1
     #: How often a worker supervisor writes its presence beat to the store; 0: never.
     presence_seconds: float = 2.0
     #: How often ``ttg run`` and ``ttg.run`` print a progress line when their output is
@@ -121,10 +134,32 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
         values["home"] = find_home()
     if "allow" in values:
         values["allow"] = tuple(values["allow"])
-    if str(values.get("shard", "")).startswith("auto/") and env.get("JOB_COMPLETION_INDEX"):
-        # the pod's index in a Kubernetes Indexed Job
-        values["shard"] = env["JOB_COMPLETION_INDEX"] + values["shard"].removeprefix("auto")
+    if str(values.get("shard", "")).startswith("auto/"):
+        index = _array_index(env)
+        if index is not None:
+            values["shard"] = index + values["shard"].removeprefix("auto")
+    if str(values.get("shard", "")) == "auto" and env.get("SLURM_ARRAY_TASK_COUNT"):
+        values["shard"] = f"{_array_index(env)}/{env['SLURM_ARRAY_TASK_COUNT']}"
+    if values.get("gpus") == "auto":
+        given = next((env[v] for v in GPU_VARIABLES if env.get(v, "").strip()), None)
+        if given is not None:
+            values["gpus"] = given
     return _validated(Settings(**values))
+
+
+def _array_index(env: Mapping[str, str]) -> str | None:
+    """This task's index from 0 in a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or a
+    SLURM job array (SLURM_ARRAY_TASK_ID, counted from SLURM_ARRAY_TASK_MIN: an array
+    may start at 1); None outside both."""
+    if env.get("JOB_COMPLETION_INDEX"):
+        return env["JOB_COMPLETION_INDEX"]
+    task = env.get("SLURM_ARRAY_TASK_ID")
+    if not task:
+        return None
+    try:
+        return str(int(task) - int(env.get("SLURM_ARRAY_TASK_MIN") or 0))
+    except ValueError:
+        return task  # as it is: parsing it says what is wrong
 
 
 def find_home(start: Path | None = None) -> Path:
@@ -169,6 +204,9 @@ def _validated(s: Settings) -> Settings:
     if not 0 <= s.progress_seconds <= DAY:
         raise ConfigError(f"progress seconds must be from 0 (no progress lines) to a day ({DAY:g}), not "
                           f"{s.progress_seconds} (TTG_PROGRESS_SECONDS).")
+    if not 1 <= s.children_per_gpu <= 64:
+        raise ConfigError(f"children per GPU must be from 1 to 64, not {s.children_per_gpu} "
+                          "(--children-per-gpu, TTG_CHILDREN_PER_GPU).")
     if s.log_format not in ("human", "json"):
         raise ConfigError(f"log format must be human or json, not {s.log_format!r}.")
     if s.log_level.upper() not in LOG_LEVELS:

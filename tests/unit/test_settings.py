@@ -133,3 +133,26 @@ def test_urls(tmp_path: Path) -> None:
     assert (both.broker_url, both.store_url) == ("amqp://h", "postgresql://h/db")
     relative = settings_mod.load(environ={"TTG_HOME": "rel"})
     assert Path(relative.broker_url.removeprefix("local://")).is_absolute()
+
+
+@pytest.mark.parametrize(("environ", "shard"), [
+    ({"TTG_SHARD": "auto/8", "JOB_COMPLETION_INDEX": "3"}, "3/8"),
+    ({"TTG_SHARD": "auto/8", "SLURM_ARRAY_TASK_ID": "5"}, "5/8"),
+    ({"TTG_SHARD": "auto/8", "SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "1"}, "5/8"),
+    ({"TTG_SHARD": "auto", "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1",
+      "SLURM_ARRAY_TASK_COUNT": "16"}, "0/16"),
+    ({"TTG_SHARD": "auto/8"}, "auto/8"),
+])
+def test_shard_auto_learns_the_array_index(environ: dict[str, str], shard: str) -> None:
+    assert settings_mod.load(environ=environ).shard == shard
+
+
+@pytest.mark.parametrize(("environ", "gpus"), [
+    ({"TTG_GPUS": "auto", "CUDA_VISIBLE_DEVICES": "1,3"}, "1,3"),
+    ({"TTG_GPUS": "auto", "SLURM_JOB_GPUS": "0,1"}, "0,1"),
+    ({"TTG_GPUS": "auto", "SLURM_STEP_GPUS": "2", "SLURM_JOB_GPUS": "0,1,2,3"}, "2"),
+    ({"TTG_GPUS": "auto", "CUDA_VISIBLE_DEVICES": " "}, "auto"),
+    ({"TTG_GPUS": "0,1", "CUDA_VISIBLE_DEVICES": "3"}, "0,1"),
+])
+def test_gpus_auto_takes_what_this_process_was_given(environ: dict[str, str], gpus: str) -> None:
+    assert settings_mod.load(environ=environ).gpus == gpus

@@ -30,6 +30,7 @@ from ..spaces.flags import grid_axis, parse_range, random_param
 from ..stores import open_store
 from ..version import __version__
 from ..worker.child import ChildOptions
+from ..worker.devices import resolve as resolve_devices
 from .observe import dashboard, exporter, plot
 from .options import common as _common
 from .options import settings_from as _settings
@@ -165,20 +166,39 @@ def submit(no_queue: bool, **kw: Any) -> None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port (/metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address for --metrics-port (0.0.0.0 in a pod, for Prometheus to reach it).")
-@click.option("--shard", metavar="I/N|auto/N",
-              help="No broker: compute slice I of N of --sweep into the store, then exit (auto: I "
-                   "from JOB_COMPLETION_INDEX) [TTG_SHARD].")
+@click.option("--shard", metavar="I/N|auto/N|auto",
+              help="No broker: compute slice I of N of --sweep into the store, then exit (auto: I from "
+                   "JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID, N too from SLURM_ARRAY_TASK_COUNT) "
+                   "[TTG_SHARD].")
+@click.option("--gpus", metavar="LIST|auto",
+              help="GPUs the children split, each child seeing only its own through "
+                   "CUDA_VISIBLE_DEVICES: 0,1,2,3 or auto (the devices this process was given, or "
+                   "nvidia-smi's) [TTG_GPUS]; one child per GPU unless --children-per-gpu.")
+@click.option("--children-per-gpu", type=int, metavar="K",
+              help="Children sharing each GPU of --gpus [TTG_CHILDREN_PER_GPU, default 1].")
 @_common
 def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, burst: bool,
            max_chunks_per_child: int | None, max_memory_per_child: float | None,
            grace: float | None, lease_seconds: float | None, metrics_port: int | None,
-           metrics_host: str, shard: str | None, **kw: Any) -> None:
+           metrics_host: str, shard: str | None, gpus: str | None, children_per_gpu: int | None,
+           **kw: Any) -> None:
     """Run a supervisor and its child processes, computing chunks from the broker."""
     s = _settings(kw, workers=workers, allow=allow or None, grace_seconds=grace,
-                  lease_seconds=lease_seconds, shard=shard)
+                  lease_seconds=lease_seconds, shard=shard, gpus=gpus, children_per_gpu=children_per_gpu)
+    devices = resolve_devices(s.gpus)
+    if devices:
+        children = len(devices) * s.children_per_gpu
+        if s.workers and s.workers != children:
+            raise ConfigError(f"--workers {s.workers} does not match {len(devices)} GPUs x "
+                              f"{s.children_per_gpu} children per GPU ({children}); drop --workers, or "
+                              "change --children-per-gpu.")
+        s = s.with_overrides(workers=children)
+    elif s.children_per_gpu != 1:
+        raise ConfigError("--children-per-gpu needs --gpus (the devices to share); give --gpus 0,1 or auto.")
     options = ChildOptions(worker_id="", allow=funcref.AllowList(s.allow), sweep_id=sweep_id,
                            burst=burst, max_chunks=max_chunks_per_child,
-                           max_memory_mb=max_memory_per_child)
+                           max_memory_mb=max_memory_per_child, devices=devices,
+                           children_per_device=s.children_per_gpu)
     require_allowed(options)
     if s.shard:
         if metrics_port is not None or burst:

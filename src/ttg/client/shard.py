@@ -50,11 +50,13 @@ class Shard:
 
 
 def parse(text: str) -> Shard:
-    """``I/N``; Settings turns ``auto/N`` into it with the pod's ``JOB_COMPLETION_INDEX``."""
+    """``I/N``; Settings turns ``auto/N`` into it with the pod's ``JOB_COMPLETION_INDEX``
+    or the SLURM array task's index, and ``auto`` with the SLURM array's as well."""
     index_text, sep, count_text = text.partition("/")
     if index_text == "auto":
-        raise ConfigError("--shard auto/N takes the index from JOB_COMPLETION_INDEX, which is not "
-                          "set; give --shard I/N or run it in an Indexed Job.")
+        raise ConfigError(f"--shard {text} takes the index from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"
+                          f"{'' if sep else ' and the count from SLURM_ARRAY_TASK_COUNT'}, which are not "
+                          "set; give --shard I/N, or run it in an Indexed Job or a SLURM job array.")
     try:
         index, count = int(index_text), int(count_text)
     except ValueError:

@@ -82,6 +82,9 @@ class ChildOptions:
     #: Seconds to wait after each failed try while the broker or the store cannot be
     #: reached (the last one repeats).
     outage_waits: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+    #: GPUs the children split, and how many children share one (worker/devices.py)
+    devices: tuple[str, ...] = ()
+    children_per_device: int = 1
 
 
 class ChildLoop:

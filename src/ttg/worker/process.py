@@ -27,6 +27,7 @@ from ..errors import DiskFull, TtgError
 from ..settings import Settings
 from ..stores import ResultStore, open_store
 from .child import ChildLoop, ChildOptions
+from .devices import device_of, use
 from .events import Events, Fanout, LogContext, Tally
 from .protocol import ChildPipe
 from .proxy import ProxyBroker
@@ -47,16 +48,19 @@ class ForkLauncher:
 
     def start(self, number: int, conn: Connection, beacon: memoryview) -> ChildProcess:
         proc = _CTX.Process(target=child_main, name=f"ttg-child-{number}", daemon=True,
-                            args=(conn, beacon, self.settings, self.options, os.getpid()))
+                            args=(conn, beacon, self.settings, self.options, os.getpid(), number))
         proc.start()
         conn.close()  # the child's end, in this process: EOF is seen when the child dies
         return proc
 
 
 def child_main(conn: Connection, beacon: memoryview, settings: Settings, options: ChildOptions,
-               parent: int) -> None:
-    """The body of a worker child process (forked by the supervisor)."""
+               parent: int, number: int = 0) -> None:
+    """The body of child ``number`` of a worker (forked by the supervisor)."""
     _die_with_parent(parent)
+    device = device_of(options.devices, options.children_per_device, number)
+    if device is not None:
+        use(device)
     _own_streams(options.prints_to_stderr)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
