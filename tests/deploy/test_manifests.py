@@ -228,3 +228,19 @@ def test_images_carry_the_package_version() -> None:
         for obj in render(overlay):
             for c in ttg_containers(obj):
                 assert c["image"] == f"{TTG_IMAGE}:{version}"
+
+
+def test_gpu_workers_ask_for_a_gpu_and_split_it() -> None:
+    (deployment,) = [o for o in by_kind(render("redis-gpu"), "Deployment")
+                     if o["metadata"]["name"] == "ttg-worker"]
+    pod = deployment["spec"]["template"]["spec"]
+    (worker,) = ttg_containers(deployment)
+    resources = worker["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1"
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    # the children follow the GPUs: a CPU-derived TTG_WORKERS would not match and is refused
+    assert env == {"TTG_GPUS": "auto", "TTG_CHILDREN_PER_GPU": "1"}
+    in_pod = {k: str(v) for k, v in env.items()} | {"CUDA_VISIBLE_DEVICES": "0"}
+    assert settings.load(environ=in_pod).gpus == "0"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
