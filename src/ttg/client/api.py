@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from .. import settings as settings_mod
 from ..brokers import open_broker
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
 
 SpaceLike = Space | Mapping[str, Any] | int | str | Path
 FunctionLike = Callable[..., Any] | str
+
+P = ParamSpec("P")
 
 #: How often ``Results.wait`` reads the sweep's progress while it shows it, in seconds.
 POLL_SECONDS = 0.25
@@ -292,22 +295,20 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
     return Results(s, sweep, workers=local, show_progress=progress, already_done=before.done)
 
 
-def run(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
-        chunk_size: int | str = "auto", max_attempts: int = 3, timeout: float | None = None,
-        batched: bool = False, priority: int = 0, target_chunk_seconds: float = 1.0,
-        name: str | None = None, code: Sequence[str] = (), reuse: bool = False,
-        retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (), retry_backoff: float = 0.0,
-        max_failures: int | str | None = None, concurrency: int = 1, progress: bool = True,
-        home: str | Path | None = None, broker: str | None = None,
-        store: str | None = None, settings: Settings | None = None) -> Results:
-    """``start(...).wait()``: run the sweep on local workers until it ends, and return
-    its results (``outcome`` says how it ended). The options are ``start``'s."""
-    return start(fn, space, workers=workers, chunk_size=chunk_size, max_attempts=max_attempts,
-                 timeout=timeout, batched=batched, priority=priority,
-                 target_chunk_seconds=target_chunk_seconds, name=name, code=code, reuse=reuse,
-                 retries=retries, retry_on=retry_on, retry_backoff=retry_backoff, max_failures=max_failures,
-                 concurrency=concurrency, progress=progress, home=home, broker=broker, store=store,
-                 settings=settings).wait()
+def _waited(begin: Callable[P, Results]) -> Callable[P, Results]:
+    """``begin(...).wait()``, with ``begin``'s signature (for help() and type checkers)."""
+
+    @functools.wraps(begin)
+    def run(*args: P.args, **kwargs: P.kwargs) -> Results:
+        return begin(*args, **kwargs).wait()
+
+    run.__doc__ = """``start(...).wait()``: run the sweep on local workers until it ends, and
+    return its results (``outcome`` says how it ended). The options are ``start``'s."""
+    run.__name__ = run.__qualname__ = "run"
+    return run
+
+
+run = _waited(start)
 
 
 def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto", max_attempts: int = 3,
