@@ -287,3 +287,68 @@ def which_gpu(x: int) -> dict[str, Any]:
     time.sleep(0.02)
     return {"pid": os.getpid(), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "hip": os.environ.get("HIP_VISIBLE_DEVICES")}
+
+
+async def async_slow_flaky(x: int) -> int:
+    """Each try awaits 0.6 s; the first try of each point in this process raises
+    ConnectionResetError. Counts every try."""
+    import asyncio
+
+    _count(x)
+    await asyncio.sleep(0.6)
+    _tries[("slow", x)] = _tries.get(("slow", x), 0) + 1
+    if _tries[("slow", x)] == 1:
+        raise ConnectionResetError(f"try 1 of {x}")
+    return x
+
+
+async def async_context_in_threads(x: int) -> dict[str, Any]:
+    """ttg.context() from a thread of asyncio.to_thread (which carries the context) and
+    of loop.run_in_executor (which does not: an error that says so)."""
+    import asyncio
+
+    import ttg
+
+    carried = await asyncio.to_thread(ttg.context)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, ttg.context)
+        executor = "no error"
+    except RuntimeError as exc:
+        executor = str(exc)
+    await asyncio.sleep(0.01)
+    return {"to_thread": carried.index if carried else None, "executor": executor}
+
+
+async def async_batched_flaky(xs: Any) -> Any:
+    """Batched: the first call in this process raises ConnectionResetError."""
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    _tries["batch"] = _tries.get("batch", 0) + 1
+    if _tries["batch"] == 1:
+        raise ConnectionResetError("first batch")
+    return xs * 3
+
+
+def _sync_wrapper(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    return wrapper
+
+
+@_sync_wrapper
+async def decorated_async(x: int) -> int:
+    """An async def behind a plain decorator (functools.wraps): still awaited."""
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return x * 3
+
+
+def returns_coroutine(x: int) -> Any:
+    """Not async def, but returns a coroutine (a lambda calling an async function)."""
+    return decorated_async.__wrapped__(x)

@@ -6,7 +6,6 @@ from .client.api import (
     Grid,
     Random,
     Range,
-    Results,
     Rows,
     arange,
     as_space,
@@ -22,6 +21,7 @@ from .client.api import (
     submit,
     uniform,
 )
+from .client.results import Results
 from .core.context import Context, context
 from .errors import TtgError
 from .settings import Settings

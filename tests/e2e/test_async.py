@@ -112,3 +112,51 @@ def test_an_async_function_of_main_through_the_api(home: Path, tmp_path: Path) -
     proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env=cli_env(home))
     assert proc.returncode == 0 and proc.stdout == "complete True\n", proc.stderr
+
+
+def test_a_retry_back_off_longer_than_the_timeout_is_not_a_hang(home: Path, tmp_path: Path) -> None:
+    """Two tries of 0.6 s with 2.5 s between them under a 1 s timeout: each try is
+    within it and the loop keeps turning, so the watchdog (2 s) never kills the child."""
+    counter = tmp_path / "counter"
+    out = ttg_cli(home, "run", "tests.funcs:async_slow_flaky", "--range", "3", "--workers", "1",
+                  "--concurrency", "3", "--timeout", "1", "--retries", "1", "--retry-backoff", "2.5",
+                  check=True, TTG_TEST_COUNTER=str(counter))
+    rows = table(home, sweep_id_from(out.stdout))
+    assert [(r["status"], r["tries"], r["attempt"]) for r in rows] == [("ok", 2, 1)] * 3
+    assert executions(counter) == {0: 2, 1: 2, 2: 2}
+
+
+def test_context_in_threads_of_concurrent_points(home: Path) -> None:
+    out = ttg_cli(home, "run", "tests.funcs:async_context_in_threads", "--range", "20", "--workers", "1",
+                  "--concurrency", "5", check=True)
+    rows = table(home, sweep_id_from(out.stdout))
+    assert [r["to_thread"] for r in rows] == list(range(20))
+    assert {r["executor"] for r in rows} == {
+        "ttg.context() cannot tell which point this thread computes: points run at once (--concurrency), "
+        "and loop.run_in_executor does not carry the context into its thread; call ttg.context() in the "
+        "coroutine and pass it on, or use asyncio.to_thread, which carries it."}
+
+
+def test_a_batched_async_function_is_tried_again(home: Path) -> None:
+    out = ttg_cli(home, "run", "tests.funcs:async_batched_flaky", "--range", "10", "--batched",
+                  "--chunk-size", "5", "--workers", "1", "--retries", "2", check=True)
+    rows = table(home, sweep_id_from(out.stdout))
+    assert [(r["status"], r["value"]) for r in rows] == [("ok", 3 * i) for i in range(10)]
+    assert [r["tries"] for r in rows] == [2] * 5 + [1] * 5
+
+
+def test_an_async_function_behind_a_decorator_is_awaited(home: Path) -> None:
+    out = ttg_cli(home, "run", "tests.funcs:decorated_async", "--range", "30", "--concurrency", "4",
+                  check=True)
+    rows = table(home, sweep_id_from(out.stdout))
+    assert [(r["status"], r["value"]) for r in rows] == [("ok", 3 * i) for i in range(30)]
+
+
+def test_a_coroutine_returned_by_a_plain_function_is_a_clear_error(home: Path) -> None:
+    out = ttg_cli(home, "run", "tests.funcs:returns_coroutine", "--range", "3", check=True)
+    rows = table(home, sweep_id_from(out.stdout))
+    assert {r["status"] for r in rows} == {"error"}
+    assert {r["error"] for r in rows} == {
+        "TypeError: the function returned coroutine decorated_async instead of a value: define it with "
+        "async def (TTG awaits those), and return a value, not a generator"}
+    assert "was never awaited" not in out.stderr

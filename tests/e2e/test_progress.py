@@ -124,3 +124,19 @@ def test_ttg_run_into_a_log_prints_lines_and_progress_false_silences_it(home: Pa
             check_lines(progress_lines(proc.stderr), 100)
         else:
             assert "ttg: " not in proc.stderr, proc.stderr
+
+
+def test_ttg_run_without_a_stderr_or_into_a_broken_pipe_completes(home: Path, tmp_path: Path) -> None:
+    """stderr closed (a daemon), or a pipe whose reader left after one byte: the
+    display turns off and the sweep completes (the commands used to crash half-way)."""
+    run = (f"{sys.executable} -m ttg run tests.funcs:counted_slow --range 100 --chunk-size 5 --workers 2 "
+           f"--home {home}")
+    env = cli_env(home, TTG_PROGRESS_SECONDS="0.2", TTG_TEST_COUNTER=str(tmp_path / "counter"))
+    closed = subprocess.run(["bash", "-c", f"exec 2>&-; {run} >/dev/null"], cwd=ROOT, env=env, timeout=120)
+    assert closed.returncode == 0
+    assert executions(tmp_path / "counter") == {i: 1 for i in range(100)}
+    broken = subprocess.run(["bash", "-o", "pipefail", "-c", f"{run} --name b 2>&1 >/dev/null | head -c1"],
+                            cwd=ROOT, env=env, timeout=120, capture_output=True)
+    assert broken.returncode == 0, broken.stderr
+    status = ttg(home, "status", "b", check=True)
+    assert "100/100" in status.stdout or "complete" in status.stdout, status.stdout

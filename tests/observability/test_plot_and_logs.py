@@ -139,3 +139,22 @@ def test_a_bad_where_is_one_sentence(swept: Path, tmp_path: Path, args: list[str
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("ttg: error: ") and message in proc.stderr
     assert not out.exists()
+
+
+def test_a_point_field_named_like_a_result_column_does_not_stop_a_plot(home: Path, tmp_path: Path) -> None:
+    ttg(home, "run", "tests.funcs:add", "--grid", "a=1,2,3", "--grid", "worker=x,y", "--name", "clash",
+        check=True)
+    out = tmp_path / "p.png"
+    proc = ttg(home, "plot", "clash", "--x", "a", "--value", "value", "-o", str(out), check=True)
+    assert proc.stdout.startswith(f"wrote a line of value to {out}")
+    _png(out)
+
+
+def test_binned_points_say_how_they_are_reduced(home: Path, tmp_path: Path) -> None:
+    """500 random values of one field: the line's 200 bins each reduce several points."""
+    ttg(home, "run", "tests.funcs:add", "--random", "500", "--param", "a=uniform:0:1", "--name", "r",
+        check=True)
+    out = tmp_path / "p.png"
+    proc = ttg(home, "plot", "r", "--x", "a", "--value", "value", "--agg", "count", "-o", str(out),
+               check=True)
+    assert proc.stdout == f"wrote a line of value to {out}: each point is the count of the points in it\n"

@@ -145,6 +145,15 @@ def test_remainder_pieces_partition_and_stay_bounded(start: int, n: int, per_poi
         assert all(len(p) < 2 or len(p) * per_point <= 4 * target for p in pieces)
 
 
+@FAST
+@given(st.integers(1, 10**5), st.floats(1e-6, 10), st.integers(2, 200))
+def test_remainder_pieces_keep_points_at_once_busy(n: int, per_point: float, least: int) -> None:
+    """A child running ``least / 2`` points at once never gets a piece split under ``least``."""
+    pieces = remainder_pieces(0, n, per_point, 0.1, least=least)
+    assert_partition(pieces, 0, n)
+    assert len(pieces) == 1 or all(len(p) >= least for p in pieces)
+
+
 def test_remainder_pieces_examples() -> None:
     assert remainder_pieces(0, 100, 0.01, 1.0) == [Chunk(0, 100)]  # 1 s: one piece
     assert remainder_pieces(0, 500, 0.01, 1.0) == [Chunk(0, 250), Chunk(250, 500)]

@@ -73,3 +73,11 @@ def test_a_text_field_is_fixed_by_its_label() -> None:
     with pytest.raises(ConfigError, match=r"give one of its values: x, y\.$"):
         fixed(s, {"kind": "z"})
     assert math.isnan(collect([{"index": [0], "v": [None]}], ["v"]).columns["v"][0])
+
+
+def test_a_value_is_fixed_as_the_plot_prints_it() -> None:
+    """A logspace axis: 3.162e-05 (what ticks and errors show) picks 10**-4.5."""
+    values = np.logspace(-5, -1, 9).tolist()
+    s = collect([{"index": [k], "a": [v], "value": [float(k)]} for k, v in enumerate(values)], ["a", "value"])
+    assert fixed(s, {"a": "3.162e-05"}).columns["value"].tolist() == [1.0]
+    assert fixed(s, {"a": str(values[1])}).columns["value"].tolist() == [1.0]

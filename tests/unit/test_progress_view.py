@@ -4,6 +4,7 @@ written, what it says, and that the end state is written once."""
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 
@@ -49,11 +50,36 @@ def test_plain_lines_every_interval_and_the_end_once() -> None:
     ]
 
 
-def test_nothing_at_the_end_of_a_run_shorter_than_the_interval() -> None:
-    out = io.StringIO()
-    with ProgressView(sweep(10), every=10.0, stream=out, clock=Clock()) as view:
+def test_a_run_shorter_than_the_interval_logs_its_end_state() -> None:
+    clock, out = Clock(), io.StringIO()
+    with ProgressView(sweep(10), every=10.0, stream=out, clock=clock) as view:
+        view.update(Progress(10, ok=4))
+        clock.now += 2.0
         view.update(Progress(10, ok=10))
-    assert out.getvalue() == ""
+    assert out.getvalue() == "ttg: s: 10/10 (100.0 %), 5.0 points/s\n"
+
+
+class Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("stream", [None, "closed", "broken"])
+def test_a_missing_or_broken_stream_turns_the_display_off(stream: str | None,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw, or a daemon that closed its streams
+    out: io.StringIO | None = None if stream is None else Broken() if stream == "broken" else io.StringIO()
+    if stream == "closed":
+        assert out is not None
+        out.close()
+    clock = Clock()
+    view = ProgressView(sweep(10), every=1.0, stream=out, clock=clock)
+    with view:
+        clock.now += 5.0
+        view.update(Progress(10, ok=5))  # no exception, whatever the stream
+        clock.now += 5.0
+        view.update(Progress(10, ok=10))
+    assert view.mode == "off"
 
 
 @pytest.mark.parametrize(("enabled", "every", "tty", "mode"), [

@@ -124,7 +124,9 @@ def run(workers: int | None, allow: tuple[str, ...], fail_on_error: bool, **kw: 
     if watcher.outcome in ("stuck", "stopped"):
         sys.exit(1)
     if fail_on_error and watcher.progress.failed:
-        click.echo(f"  {watcher.progress.failed} points failed (--fail-on-error): exit status 1", err=True)
+        failed = watcher.progress.failed
+        click.echo(f"  {failed} point{'' if failed == 1 else 's'} failed (--fail-on-error): exit status 1",
+                   err=True)
         sys.exit(1)
 
 

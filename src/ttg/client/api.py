@@ -8,12 +8,10 @@
 from __future__ import annotations
 
 import functools
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import Any, ParamSpec
 
 from .. import settings as settings_mod
 from ..brokers import open_broker
@@ -22,29 +20,20 @@ from ..core.codec import Codec
 from ..core.fingerprint import paths_from_env
 from ..core.sweep import Options, Sweep, parse_chunk_size
 from ..errors import ConfigError, FunctionError
-from ..extras import need
 from ..settings import Settings
 from ..spaces import GridSpace, RandomSpace, RangeSpace, Space, load_spec_file, space_from_spec
 from ..spaces.files import FileSpace
-from ..stores import Progress, open_store
-from ..stores.base import ResultStore
+from ..stores import open_store
 from . import submit as client
 from .background import ByValue, LocalWorkers
 from .guard import unguarded_sweep_call
-from .progress import ProgressView
-
-if TYPE_CHECKING:  # pyarrow loads in ~0.1 s; only reading results needs it
-    import pyarrow as pa
-
-    from .table import ErrorRow
+from .results import Results
 
 SpaceLike = Space | Mapping[str, Any] | int | str | Path
 FunctionLike = Callable[..., Any] | str
 
 P = ParamSpec("P")
 
-#: How often ``Results.wait`` reads the sweep's progress while it shows it, in seconds.
-POLL_SECONDS = 0.25
 
 
 # -- spaces as Python objects --------------------------------------------------------
@@ -114,137 +103,6 @@ def as_space(space: SpaceLike) -> Space:
     return space_from_spec(space)
 
 
-# -- results ----------------------------------------------------------------------------
-
-
-class Results:
-    """A sweep: its stored results (reading them streams from the store) and, for one
-    started from here, a handle on it: ``wait``, ``done``, ``cancel``.
-
-    ``outcome``: how its run ended ("complete", "cancelled", "stopped" by its failure
-    limit, "stuck" with dead-lettered chunks, "interrupted"), None while it runs or
-    when it was not run from here."""
-
-    def __init__(self, settings: Settings, sweep: Sweep, outcome: str | None = None,
-                 workers: LocalWorkers | None = None, *, show_progress: bool = True,
-                 already_done: int = 0) -> None:
-        self.settings = settings
-        self.sweep = sweep
-        self.outcome = outcome
-        self._workers = workers
-        self._show_progress = show_progress
-        self._already_done = already_done
-
-    @property
-    def name(self) -> str:
-        return self.sweep.id
-
-    def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> Results:
-        """Wait until the sweep's run ends and return this handle (``outcome`` set):
-        until its local workers stop (``ttg.start``), else until every index has a
-        record or the sweep is cancelled. TimeoutError after ``timeout`` seconds (the
-        sweep goes on). Interrupted (Ctrl-C, a notebook's stop button), it stops the
-        local workers as the CLI does (running chunks finish within the grace period,
-        the others go back uncounted) and raises KeyboardInterrupt.
-
-        ``progress`` (default: as given to ``start``/``run``/``submit``) shows done/total,
-        rate, ETA and failures while it waits: a bar on a terminal, a line updated in
-        place in a notebook, else a line every TTG_PROGRESS_SECONDS on stderr."""
-        show = self._show_progress if progress is None else progress
-        end = None if timeout is None else time.monotonic() + timeout
-        with open_store(self.settings) as st, ProgressView(self.sweep, self._already_done, enabled=show,
-                                                           every=self.settings.progress_seconds) as view:
-            view.update(st.progress(self.sweep.id))
-            if self._workers is None:
-                self.outcome = self._poll_store(st, end, timeout, view.update)
-            else:
-                self.outcome = self._await_workers(self._workers, st, end, timeout, view)
-            view.update(st.progress(self.sweep.id))
-        return self
-
-    def _await_workers(self, workers: LocalWorkers, st: ResultStore, end: float | None,
-                       timeout: float | None, view: ProgressView) -> str:
-        try:
-            while True:
-                step = None if end is None else max(0.0, end - time.monotonic())
-                if view.mode != "off":  # wake to show progress
-                    step = POLL_SECONDS if step is None else min(step, POLL_SECONDS)
-                try:
-                    return workers.wait(step)
-                except subprocess.TimeoutExpired:
-                    if end is not None and time.monotonic() >= end:
-                        raise TimeoutError(f"sweep {self.name} is still running after {timeout:g} s; wait() "
-                                           "again, or cancel() it") from None
-                    view.update(st.progress(self.sweep.id))
-        except KeyboardInterrupt:
-            workers.interrupt()
-            workers.proc.wait()
-            self.outcome = "interrupted"
-            raise
-
-    def done(self) -> bool:
-        """Whether its run has ended (every index has a record, without local workers)."""
-        if self._workers is not None:
-            return not self._workers.running()
-        return self.progress().complete
-
-    def cancel(self) -> int:
-        """Cancel the sweep as ``ttg cancel`` does (its queued chunks dropped, results
-        kept; running it again resumes it); its local workers stop. Returns how many
-        chunks were dropped."""
-        with open_broker(self.settings) as b, open_store(self.settings) as st:
-            dropped = client.cancel(self.sweep.id, b, st)
-        if self._workers is not None:
-            self.wait(progress=False)
-        return dropped
-
-    def _poll_store(self, st: ResultStore, end: float | None, timeout: float | None,
-                    show: Callable[[Progress], None]) -> str:
-        while True:
-            p = st.progress(self.sweep.id)
-            show(p)
-            if p.complete:
-                return "complete"
-            if st.state(self.sweep.id) == "cancelled":
-                return "cancelled"
-            if end is not None and time.monotonic() >= end:
-                raise TimeoutError(f"sweep {self.name} is not complete after {timeout:g} s")
-            time.sleep(0.1)
-
-    def progress(self) -> Progress:
-        with open_store(self.settings) as store:
-            return store.progress(self.sweep.id)
-
-    def to_arrow(self) -> pa.Table:
-        from .table import Table
-
-        with open_store(self.settings) as store:
-            return Table(store, self.sweep).to_arrow()
-
-    def to_pandas(self) -> Any:
-        need("pandas", "pandas", "Results.to_pandas()")
-        from .table import Table
-
-        with open_store(self.settings) as store:
-            return Table(store, self.sweep).to_pandas()
-
-    def write(self, path: str | Path) -> int:
-        from .table import Table
-
-        with open_store(self.settings) as store:
-            return Table(store, self.sweep).write(path)
-
-    def errors(self) -> Iterator[ErrorRow]:
-        from .table import Table
-
-        with open_store(self.settings) as store:
-            yield from Table(store, self.sweep).errors()
-
-    def __repr__(self) -> str:
-        p = self.progress()
-        return f"<Results {self.name}: {p.done}/{p.total} done, {p.failed} failed>"
-
-
 # -- sweeps -------------------------------------------------------------------------------
 
 
@@ -284,15 +142,15 @@ def start(fn: FunctionLike, space: SpaceLike, *, workers: int | None = None,
         sweep, space_, by_value = _prepare(fn, space, options, name, code, local=True)
         with open_broker(s) as b, open_store(s) as st:
             client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
-            before = st.progress(sweep.id)
+            done = st.progress(sweep.id).complete
     except BaseException:
         local.abandon()
         raise
-    if before.complete:  # nothing to compute
+    if done:  # nothing to compute
         local.abandon()
-        return Results(s, sweep, "complete", show_progress=progress, already_done=before.done)
+        return Results(s, sweep, "complete", show_progress=progress)
     local.begin(s, sweep, by_value)
-    return Results(s, sweep, workers=local, show_progress=progress, already_done=before.done)
+    return Results(s, sweep, workers=local, show_progress=progress)
 
 
 def _waited(begin: Callable[P, Results]) -> Callable[P, Results]:
@@ -327,8 +185,7 @@ def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto"
     sweep, space_, _ = _prepare(fn, space, options, name, code, local=False)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
-        before = st.progress(sweep.id)
-    return Results(s, sweep, show_progress=progress, already_done=before.done)
+    return Results(s, sweep, show_progress=progress)
 
 
 def _options(chunk_size: int | str, max_attempts: int, timeout: float | None, batched: bool, priority: int,

@@ -5,8 +5,9 @@ failures.
 - in a Jupyter notebook: one output line updated in place (IPython's display
   handle: no widget library needed, and a saved notebook keeps the last state);
 - anywhere else (a file, a pipe: nohup, CI, a batch job's log): a plain line
-  every ``every`` seconds (TTG_PROGRESS_SECONDS, default 10; 0 for none) and a
-  last one at the end, so a log shows a long sweep moving.
+  every ``every`` seconds (TTG_PROGRESS_SECONDS, default 10; 0 for none) and
+  the end state once, so a log shows a long sweep moving and how it ended;
+- nowhere when there is no stream (stderr None or closed), or it breaks.
 
 ``ttg run``, ``ttg retry`` and ``ttg.run`` (``Results.wait``) use it; the
 caller passes each new ``Progress`` to ``update``, as often as it likes.
@@ -52,15 +53,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def mode_for(stream: TextIO, enabled: bool, every: float) -> str:
-    """How progress is shown on ``stream``: "jupyter", "terminal", "lines" or "off"."""
+def mode_for(stream: TextIO | None, enabled: bool, every: float) -> str:
+    """How progress is shown on ``stream``: "jupyter", "terminal", "lines" or "off"
+    (also when there is no stream to write to: None, or closed)."""
     if not enabled:
         return "off"
     if in_jupyter():
         return "jupyter"
-    isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty():
-        return "terminal"
+    try:
+        if stream is None or stream.closed:
+            return "off"
+        if stream.isatty():
+            return "terminal"
+    except (AttributeError, ValueError, OSError):  # not a real stream, or closed under it
+        return "off"
     return "lines" if every > 0 else "off"
 
 
@@ -98,28 +104,39 @@ class ProgressView:
         return self
 
     def update(self, p: Progress) -> None:
+        """Show ``p`` (as often as the mode wants). Showing never fails the run: a
+        stream that breaks (closed, a pipe whose reader left) turns the display off."""
         self._shown = p
-        if self.mode == "terminal":
-            self._bar.update(self._task, completed=p.done, rate=self._rate(p),
-                             errors=f"{p.failed:,} failed" if p.failed else "")
+        if self.mode == "off":
             return
-        now = self.clock()
-        if self.mode == "off" or now < self._next:
-            return
-        self._next = now + (self.every if self.mode == "lines" else JUPYTER_EVERY)
-        self._show(p)
+        try:
+            if self.mode == "terminal":
+                self._bar.update(self._task, completed=p.done, rate=self._rate(p),
+                                 errors=f"{p.failed:,} failed" if p.failed else "")
+                return
+            now = self.clock()
+            if now < self._next:
+                return
+            self._next = now + (self.every if self.mode == "lines" else JUPYTER_EVERY)
+            self._show(p)
+        except (OSError, ValueError):
+            self.mode = "off"
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-        elif self._shown is not None and self._printed is not None and self._shown != self._printed:
-            self._show(self._shown)  # the last state, whatever the interval
+        try:
+            if self._bar is not None:
+                self._bar.stop()
+            elif self.mode != "off" and self._shown is not None and self._shown != self._printed:
+                self._show(self._shown)  # the end state, whatever the interval
+        except (OSError, ValueError):
+            self.mode = "off"
 
     def _show(self, p: Progress) -> None:
         self._printed = p
         text = f"{self.sweep.id}: {describe(p, p.done - self._base, self.clock() - self._start)}"
         if self.mode == "lines":
+            assert self.stream is not None
             self.stream.write(f"ttg: {text}\n")
             self.stream.flush()
             return
@@ -136,7 +153,10 @@ class ProgressView:
 
     def _rate(self, p: Progress) -> str:
         seconds = self.clock() - self._start
-        return f"{(p.done - self._base) / seconds:,.0f}/s" if seconds > 0 else ""
+        if seconds <= 0:
+            return ""
+        rate = (p.done - self._base) / seconds
+        return f"{rate:,.1f}/s" if rate < 10 else f"{rate:,.0f}/s"
 
     def _start_bar(self) -> None:
         from rich import progress as rp

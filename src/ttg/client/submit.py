@@ -46,7 +46,7 @@ class Submitted:
 
 
 #: the options a queued chunk's message carries, which a resubmit does not change
-_MESSAGE_OPTIONS = ("timeout", "max_attempts", "target_chunk_seconds", "batched")
+_MESSAGE_OPTIONS = ("timeout", "max_attempts", "target_chunk_seconds", "batched", "concurrency")
 
 
 def submit(sweep: Sweep, space: Space, broker: Broker, store: ResultStore, codec: Codec, *,

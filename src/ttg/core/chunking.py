@@ -120,17 +120,19 @@ def split(chunk: Chunk, culprit: int | None = None) -> list[Chunk]:
     return [Chunk(chunk.start, mid), Chunk(mid, chunk.stop)]
 
 
-def remainder_pieces(start: int, stop: int, seconds_per_point: float, target: float) -> list[Chunk]:
+def remainder_pieces(start: int, stop: int, seconds_per_point: float, target: float,
+                     least: int = 1) -> list[Chunk]:
     """How to hand back ``[start, stop)`` after a chunk hit its target duration.
 
     One piece when the rest takes about the target; halves (recursively, up to
     eight pieces) while a piece would take more than four targets, so that
-    idle workers get a share at once.
+    idle workers get a share at once; never into pieces under ``least`` points (a
+    child running points at once needs that many to keep them all busy).
     """
     pieces = [Chunk(start, stop)]
     while len(pieces) < 8:
         longest = max(pieces, key=len)
-        if len(longest) < 2 or len(longest) * seconds_per_point <= 4 * target:
+        if len(longest) < max(2, 2 * least) or len(longest) * seconds_per_point <= 4 * target:
             break
         pieces.remove(longest)
         pieces.extend(split(longest))

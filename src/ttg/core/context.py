@@ -69,6 +69,8 @@ class _Chunk:
     worker: str
     #: worker/compute.py's beacon: [index + 1 being computed (0: none), ...]
     beacon: Any
+    #: several points at once (worker/aio.py): only a point's own task knows its index
+    concurrent: bool = False
 
 
 _current: _Chunk | None = None
@@ -76,10 +78,11 @@ _current: _Chunk | None = None
 _index: ContextVar[int] = ContextVar("ttg_index", default=-1)
 
 
-def enter(sweep: str, attempt: int, worker: str, beacon: Any) -> None:
-    """The worker is about to compute points of a chunk of ``sweep``."""
+def enter(sweep: str, attempt: int, worker: str, beacon: Any, *, concurrent: bool = False) -> None:
+    """The worker is about to compute points of a chunk of ``sweep`` (``concurrent``:
+    several at once, each in a task of its own that states its index with ``at``)."""
     global _current
-    _current = _Chunk(sweep, attempt, worker, beacon)
+    _current = _Chunk(sweep, attempt, worker, beacon, concurrent)
 
 
 def at(index: int) -> None:
@@ -100,6 +103,11 @@ def context() -> Context | None:
         return None
     index = _index.get()
     if index < 0:
+        if chunk.concurrent:  # a thread of run_in_executor: the context did not go with it
+            raise RuntimeError("ttg.context() cannot tell which point this thread computes: points run "
+                               "at once (--concurrency), and loop.run_in_executor does not carry the "
+                               "context into its thread; call ttg.context() in the coroutine and pass it "
+                               "on, or use asyncio.to_thread, which carries it.")
         computing = int(chunk.beacon[0])
         if computing <= 0:
             return None

@@ -22,7 +22,7 @@ from ..client.table import Table
 from ..core.sweep import Sweep
 from ..errors import ConfigError
 from ..stores.base import ResultStore
-from .plotdata import Axis, collect, fixed, grid2d, line, reduced
+from .plotdata import NOT_FIELDS, Axis, collect, fixed, grid2d, line, reduced
 
 #: With --y and --kind auto: a heat map when both fields have at most this many values.
 GRID_LIKE = 200
@@ -44,13 +44,15 @@ def plot_sweep(store: ResultStore, sweep: Sweep, output: Path, *, x: str, y: str
     if kind == "line" and y is not None:
         raise ConfigError("a line is drawn over one axis; drop --y (or use --kind heatmap or scatter).")
     drawn_fields = [x, *([y] if y else [])]
-    wanted = list(dict.fromkeys([*drawn_fields, value, *where, *sweep.fields]))
+    point_fields = [f for f in sweep.fields if f not in NOT_FIELDS]  # (a result column wins a clash)
+    wanted = list(dict.fromkeys([*drawn_fields, value, *where, *point_fields]))
     samples = fixed(collect(Table(store, sweep).column_chunks(), wanted), where)
-    others = reduced(samples, sweep.fields, [*drawn_fields, value])
+    others = reduced(samples, point_fields, [*drawn_fields, value])
     if kind == "auto":
         kind = "line" if y is None else "heatmap" if _grid_like(samples.columns, x, y) else "scatter"
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()
+    pooled = False  # some cell holds more than one point
     if kind == "line":
         data = line(samples, x, value, agg=agg)
         xs = _positions(data.x, samples.categories.get(x) is not None)
@@ -58,7 +60,8 @@ def plot_sweep(store: ResultStore, sweep: Sweep, output: Path, *, x: str, y: str
         ax.plot(xs, ys, marker="o" if len(xs) <= 60 else None, markersize=4, linewidth=1.5)
         _ticks(ax, "x", data.x, samples.categories.get(x) is not None)
         ax.set_xscale("log" if data.x.log else "linear")
-        ax.set_ylabel(f"{value} ({agg})" if others else value)
+        pooled = bool(others) or data.count > sum(v is not None for v in data.values)
+        ax.set_ylabel(f"{value} ({agg})" if pooled else value)
         ax.grid(alpha=0.3)
     elif kind == "heatmap":
         assert y is not None
@@ -67,7 +70,8 @@ def plot_sweep(store: ResultStore, sweep: Sweep, output: Path, *, x: str, y: str
         image = ax.imshow(cells, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
         _ticks(ax, "x", grid.x, True)
         _ticks(ax, "y", grid.y, True)
-        fig.colorbar(image, ax=ax, label=f"{value} ({agg})" if others else value)
+        pooled = bool(others) or grid.count > sum(v is not None for row in grid.cells for v in row)
+        fig.colorbar(image, ax=ax, label=f"{value} ({agg})" if pooled else value)
     else:
         assert y is not None
         c = samples.columns
@@ -84,7 +88,7 @@ def plot_sweep(store: ResultStore, sweep: Sweep, output: Path, *, x: str, y: str
         ax.set_ylabel(y)
     drawn = _NAMES[kind]
     title = f"{sweep.id}: {drawn} of {value}"
-    note = _note(kind, agg, others, where)
+    note = _note(kind, agg, others, where, pooled)
     shown = title + (" (first points only)" if samples.truncated else "")
     ax.set_title(shown + (f"\n{note}" if note else ""), fontsize=10)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -92,9 +96,13 @@ def plot_sweep(store: ResultStore, sweep: Sweep, output: Path, *, x: str, y: str
     return drawn, note
 
 
-def _note(kind: str, agg: str, others: list[tuple[str, int]], where: Mapping[str, str]) -> str:
-    """How the point fields a plot does not draw were treated, in words."""
+def _note(kind: str, agg: str, others: list[tuple[str, int]], where: Mapping[str, str],
+          pooled: bool) -> str:
+    """How the point fields a plot does not draw were treated, in words (``pooled``:
+    some cell holds more than one point, e.g. a binned axis)."""
     parts = [f"{name} fixed at {text}" for name, text in where.items()]
+    if not others and pooled:
+        parts.append(f"each {'cell' if kind == 'heatmap' else 'point'} is the {agg} of the points in it")
     if others:
         names = " and ".join(f"{name} ({n} values)" for name, n in others)
         if kind == "scatter":

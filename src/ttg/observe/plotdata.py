@@ -181,7 +181,8 @@ def reduce_cells(cell: np.ndarray, values: np.ndarray, size: int, agg: str) -> l
 
 def fixed(s: Samples, where: Mapping[str, str]) -> Samples:
     """Only the samples at the given value of each named field (``--where c=10``).
-    Numbers compare as numbers (``0.3`` matches a grid's 0.30000000000000004)."""
+    Numbers compare as numbers (``0.3`` matches a grid's 0.30000000000000004), or
+    as the plot prints them (``3.162e-05`` matches 3.1622776601683795e-05)."""
     keep = np.ones(len(s), dtype=bool)
     for name, text in where.items():
         col = s.columns[name]
@@ -190,9 +191,14 @@ def fixed(s: Samples, where: Mapping[str, str]) -> Samples:
             match = col == cats.index(text) if text in cats else np.zeros(len(col), dtype=bool)
         else:
             try:
-                match = np.isclose(col, float(text), rtol=1e-9, atol=0.0)
+                target = float(text)
             except ValueError:
                 match = np.zeros(len(col), dtype=bool)
+            else:
+                match = np.isclose(col, target, rtol=1e-9, atol=0.0)
+                if not match.any():  # a value as the plot and its errors print it (4 digits)
+                    distinct = np.unique(col[~np.isnan(col)])
+                    match = np.isin(col, [v for v in distinct if _fmt(v) == _fmt(target)])
         if not match.any():
             values = cats or [_fmt(v) for v in np.unique(col[~np.isnan(col)])]
             raise ConfigError(f"no point has {name}={text}; give one of its values: {', '.join(values[:10])}"

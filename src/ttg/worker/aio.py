@@ -12,18 +12,22 @@ finish: what is computed is always a prefix of the part.
 
 Timeouts: the child times each try itself (``asyncio.timeout``); a point past it
 is cancelled and recorded as ``timeout``, and never tried again in place (as a
-sync timeout, which the supervisor enforces by killing the child). The
-supervisor's watchdog still guards the loop: the beacon's index is the point
-last started and its second word counts the points started and finished, so
-it fires only when none started or finished for ``watchdog_seconds`` (a
-function that blocks the loop with a sync call). That kill, or a crash, is
-charged to the point last started; the split of the chunk (core/retry.py) then
-finds the real culprit, since a healthy point alone commits ok.
+sync timeout, which the supervisor enforces by killing the child). A timeout
+counts wall time: with several points at once, it includes the time the others
+spend computing without awaiting (CPU-bound functions want concurrency 1). The
+supervisor's watchdog still guards the loop: a task on it bumps the beacon's
+second word every ``PULSE`` seconds, so the watchdog fires only when the loop
+stopped turning for ``watchdog_seconds`` (a function that blocks it with a sync
+call), never during a long await or a retry's back-off. That kill, or a crash, is
+charged to the point last started (the beacon's index); the split of the chunk
+(core/retry.py) then finds the real culprit, since a healthy point alone commits
+ok.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 import time
@@ -38,19 +42,29 @@ _loop: asyncio.AbstractEventLoop | None = None
 
 #: errors by offset: (type, message, traceback)
 Errors = dict[int, tuple[str, str, str]]
+#: how often the loop tells the supervisor's watchdog it still turns, in seconds
+PULSE = 0.1
 
 
 def is_async(fn: Any) -> bool:
-    """Whether calling ``fn`` makes a coroutine: an ``async def`` function, a method or
-    a ``functools.partial`` of one, or an object whose ``__call__`` is one."""
-    call = type(fn).__call__ if callable(fn) else None
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+    """Whether calling ``fn`` makes a coroutine: an ``async def`` function, a method, a
+    ``functools.partial`` or a ``functools.wraps`` decorator of one, or an object
+    whose ``__call__`` is one (or a partial of such an object)."""
+    while True:
+        if inspect.iscoroutinefunction(fn):
+            return True
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif hasattr(fn, "__wrapped__"):
+            fn = inspect.unwrap(fn)
+        else:
+            call = type(fn).__call__ if callable(fn) and not inspect.isroutine(fn) else None
+            return call is not None and inspect.iscoroutinefunction(call)
 
 
 def watchdog_seconds(timeout: float) -> float:
-    """How long the supervisor lets an async chunk go with no point started or
-    finished: the timeout and a margin, so the child's own per-point timeout always
-    acts first."""
+    """How long the supervisor lets an async chunk's loop stand still: the timeout
+    and a margin, so that a point's own timeout always acts first."""
     return timeout + max(1.0, timeout / 4)
 
 
@@ -59,6 +73,7 @@ def loop() -> asyncio.AbstractEventLoop:
     global _loop
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)  # for clients made with get_event_loop() as a module loads
     return _loop
 
 
@@ -90,12 +105,10 @@ async def _points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, b
             k = started
             started += 1
             beacon[0] = start + k + 1
-            beacon[1] += 1
             context.at(start + k)  # this lane's task: ttg.context() of the point it awaits
             t0 = time.perf_counter_ns()
             values[k], error, n_tries = await _one(fn, points[k], timeout, retries)
             durations[k] = time.perf_counter_ns() - t0
-            beacon[1] += 1
             if error is not None:
                 errors[k] = error
                 if error[0] == "timeout":
@@ -103,7 +116,16 @@ async def _points(fn: Callable[[Any], Any], points: Sequence[Any], start: int, b
             if n_tries > 1:
                 tries[start + k] = n_tries
 
-    await asyncio.gather(*(lane() for _ in range(min(concurrency, n))))
+    async def pulse() -> None:
+        while True:
+            beacon[1] += 1
+            await asyncio.sleep(PULSE)
+
+    alive = asyncio.ensure_future(pulse())
+    try:
+        await asyncio.gather(*(lane() for _ in range(min(concurrency, n))))
+    finally:
+        alive.cancel()
     beacon[0] = 0
     return values[:started], durations[:started], errors or None, timed_out
 

@@ -330,7 +330,8 @@ class ChildLoop:
             if rec.stop < part.stop:  # chunk_size="auto": commit, then hand the rest back
                 self._commit_now(task.sweep_id, rec)
                 per_point = sum(rec.durations) / len(rec) / 1e9 / task.concurrency  # (wall time)
-                rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0)
+                rest = remainder_pieces(rec.stop, part.stop, per_point, task.auto or 1.0,
+                                        least=2 * task.concurrency if task.concurrency > 1 else 1)
                 self._requeue(task, lease, rest)
                 continue
             if part is parts[-1]:

@@ -11,6 +11,7 @@ leaving the rest for the caller to hand back.
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,22 +50,23 @@ def compute_part(fn: Callable[[Any], Any], space: Space | None, task: Task, part
         points = batch_input(space, part) if task.batched else space.points(part.start, part.stop)
     tries: dict[int, int] = {}  # index -> tries, for points tried more than once
     asynchronous = aio.is_async(fn)
-    if task.retries is not None and not asynchronous:
-        fn = task.retries.wrap(fn, beacon, tries)
+    call = functools.partial(aio.run_batch, fn) if asynchronous and task.batched else fn
+    if task.retries is not None and not (asynchronous and not task.batched):  # (aio tries its own)
+        call = task.retries.wrap(call, beacon, tries)
     deadline = None if task.auto is None else time.perf_counter() + task.auto
     timed_out: set[int] = set()
-    context.enter(task.sweep_id, attempt, worker_id, beacon)
+    concurrent = asynchronous and not task.batched and task.concurrency > 1
+    context.enter(task.sweep_id, attempt, worker_id, beacon, concurrent=concurrent)
     try:
         if task.batched:
             batch = rows_to_columns(points) if task.rows is not None else points
-            call = functools.partial(aio.run_batch, fn) if asynchronous else fn
             values, durations, errors = run_batch(call, batch, len(part), part.start, beacon)
         elif asynchronous:
             values, durations, errors, timed_out = aio.run_points(
                 fn, points, part.start, beacon, deadline=deadline, concurrency=task.concurrency,
                 timeout=task.timeout, retries=task.retries, tries=tries)
         else:
-            values, durations, errors = run_points(fn, points, part.start, beacon, deadline)
+            values, durations, errors = run_points(call, points, part.start, beacon, deadline)
     finally:
         context.leave()
     n = len(values)
@@ -203,10 +205,17 @@ def make_storable(rec: ChunkRecords) -> None:
         try:
             pack(v)
         except (TypeError, ValueError, OverflowError) as exc:
+            message = f"the result cannot be stored: {exc}"
+            if inspect.iscoroutine(v) or inspect.isasyncgen(v):
+                message = (f"the function returned {type(v).__name__} {getattr(v, '__qualname__', '')} "
+                           "instead of a value: define it with async def (TTG awaits those), and return "
+                           "a value, not a generator")
+                if inspect.iscoroutine(v):
+                    v.close()  # never awaited: say so once, here, not in a warning at exit
             rec.values[k] = None
             if rec.statuses is None:
                 rec.statuses = ["ok"] * len(rec)
             rec.statuses[k] = "error"
             rec.errors = rec.errors or {}
-            rec.errors[k] = (type(exc).__name__, f"the result cannot be stored: {exc}", "")
+            rec.errors[k] = (type(exc).__name__, message, "")
     rec.encode()
