@@ -18,6 +18,7 @@ from ..brokers import open_broker
 from ..client import submit as client
 from ..client.local import run_local
 from ..client.progress import ProgressView
+from ..client.ship import shipped_sweep
 from ..client.worker import require_allowed, run_worker
 from ..core import funcref
 from ..core.codec import Codec
@@ -134,11 +135,14 @@ def run(workers: int | None, allow: tuple[str, ...], fail_on_error: bool, **kw: 
 @_sweep_options
 @click.option("--no-queue", is_flag=True,
               help="Only register the sweep in the store (for `ttg worker --shard`); no broker.")
+@click.option("--ship", is_flag=True,
+              help="Send the function by value (its module too), signed with TTG_SECRET, to workers "
+                   "started with --accept-shipped-code, which need not have its file.")
 @_common
-def submit(no_queue: bool, **kw: Any) -> None:
+def submit(no_queue: bool, ship: bool, **kw: Any) -> None:
     """Queue a sweep for workers started with `ttg worker`."""
     s = _settings(kw)
-    sweep, space = _make_sweep(kw)
+    sweep, space = _make_sweep(kw, s if ship else None)
     if no_queue:
         with open_store(s) as store:
             store.register(sweep)
@@ -178,12 +182,15 @@ def submit(no_queue: bool, **kw: Any) -> None:
                    "nvidia-smi's) [TTG_GPUS]; one child per GPU unless --children-per-gpu.")
 @click.option("--children-per-gpu", type=int, metavar="K",
               help="Children sharing each GPU of --gpus [TTG_CHILDREN_PER_GPU, default 1].")
+@click.option("--accept-shipped-code", is_flag=True,
+              help="Also run functions shipped by value with their sweep (ttg.submit(..., ship=True), "
+                   "ttg submit --ship): anyone with TTG_SECRET can then run code here. Needs TTG_SECRET.")
 @_common
 def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, burst: bool,
            max_chunks_per_child: int | None, max_memory_per_child: float | None,
            grace: float | None, lease_seconds: float | None, metrics_port: int | None,
            metrics_host: str, shard: str | None, gpus: str | None, children_per_gpu: int | None,
-           **kw: Any) -> None:
+           accept_shipped_code: bool, **kw: Any) -> None:
     """Run a supervisor and its child processes, computing chunks from the broker."""
     s = _settings(kw, workers=workers, allow=allow or None, grace_seconds=grace,
                   lease_seconds=lease_seconds, shard=shard, gpus=gpus, children_per_gpu=children_per_gpu)
@@ -200,7 +207,10 @@ def worker(allow: tuple[str, ...], workers: int | None, sweep_id: str | None, bu
     options = ChildOptions(worker_id="", allow=funcref.AllowList(s.allow), sweep_id=sweep_id,
                            burst=burst, max_chunks=max_chunks_per_child,
                            max_memory_mb=max_memory_per_child, devices=devices,
-                           children_per_device=s.children_per_gpu)
+                           children_per_device=s.children_per_gpu, accept_shipped=accept_shipped_code)
+    if accept_shipped_code and not s.secret:
+        raise ConfigError("--accept-shipped-code runs code that comes with signed messages, and there is no "
+                          "TTG_SECRET to check them with; set the sweep's TTG_SECRET, or drop the flag.")
     require_allowed(options)
     if s.shard:
         if metrics_port is not None or burst:
@@ -228,13 +238,17 @@ def _run_shard(s: Settings, sweep_id: str | None, options: ChildOptions) -> None
         sys.exit(1)
 
 
-def _make_sweep(kw: dict[str, Any]) -> tuple[Sweep, Space]:
+def _make_sweep(kw: dict[str, Any], ship: Settings | None = None) -> tuple[Sweep, Space]:
+    """The sweep the options describe; shipped by value (client/ship.py) with ``ship``'s secret."""
     space = space_from_spec(_space_spec(kw))
     retry_on = tuple(n.strip() for n in (kw["retry_on"] or "").split(",") if n.strip())
     options = Options(parse_chunk_size(kw["chunk_size"]), kw["max_attempts"], kw["timeout"], kw["priority"],
                       kw["batched"], kw["target_chunk_seconds"], kw["retries"], retry_on, kw["retry_backoff"],
                       kw["max_failures"], kw["concurrency"])
     paths = [*kw["code_paths"], *paths_from_env()]
+    if ship is not None:
+        fn = client.check_function(funcref.normalize(kw["function"]))
+        return shipped_sweep(fn, space, options, kw["name"], paths, ship), space
     return client.prepare(kw["function"], space, options, kw["name"], paths), space
 
 

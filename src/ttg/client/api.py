@@ -28,6 +28,7 @@ from . import submit as client
 from .background import ByValue, LocalWorkers
 from .guard import unguarded_sweep_call
 from .results import Results
+from .ship import shipped_sweep
 
 SpaceLike = Space | Mapping[str, Any] | int | str | Path
 FunctionLike = Callable[..., Any] | str
@@ -174,15 +175,24 @@ def submit(fn: FunctionLike, space: SpaceLike, *, chunk_size: int | str = "auto"
            target_chunk_seconds: float = 1.0, name: str | None = None, code: Sequence[str] = (),
            reuse: bool = False, retries: int = 0, retry_on: Sequence[str | type[BaseException]] = (),
            retry_backoff: float = 0.0, max_failures: int | str | None = None, concurrency: int = 1,
-           progress: bool = True, home: str | Path | None = None, broker: str | None = None,
-           store: str | None = None, settings: Settings | None = None) -> Results:
+           progress: bool = True, ship: bool = False, home: str | Path | None = None,
+           broker: str | None = None, store: str | None = None, settings: Settings | None = None) -> Results:
     """Queue a sweep for workers started elsewhere (``ttg worker``), which import its
     function themselves; the options as for ``start``. ``.wait()`` on the result
-    waits until every index has a record (or the sweep is cancelled)."""
+    waits until every index has a record (or the sweep is cancelled).
+
+    ``ship=True`` sends the function by value instead (any callable, its module
+    too), signed with TTG_SECRET, to workers started with --accept-shipped-code;
+    anyone with the secret can run code on those (client/ship.py)."""
     s = _settings(settings, home=Path(home) if home else None, broker=broker, store=store)
     options = _options(chunk_size, max_attempts, timeout, batched, priority, target_chunk_seconds, retries,
                        retry_on, retry_backoff, max_failures, concurrency)
-    sweep, space_, _ = _prepare(fn, space, options, name, code, local=False)
+    if ship:
+        space_ = as_space(space)
+        obj = fn if not isinstance(fn, str) else client.check_function(funcref.normalize(fn))
+        sweep = shipped_sweep(obj, space_, options, name, [*code, *paths_from_env()], s)
+    else:
+        sweep, space_, _ = _prepare(fn, space, options, name, code, local=False)
     with open_broker(s) as b, open_store(s) as st:
         client.submit(sweep, space_, b, st, Codec(s.secret), reuse=reuse)
     return Results(s, sweep, show_progress=progress)

@@ -153,16 +153,17 @@ def unresolved_dead(sweep: Sweep, broker: Broker, store: ResultStore) -> list[Ch
 
 
 def prepare(ref: str, space: Space, options: Options, name: str | None = None,
-            code_paths: Sequence[str] = ()) -> Sweep:
+            code_paths: Sequence[str] = (), *, shipped: str | None = None) -> Sweep:
     """The sweep of ``ref`` over ``space``, its function imported now (so that a typo
     fails before anything is stored) and its code fingerprinted, with ``code_paths``
-    (core/fingerprint.py)."""
+    (core/fingerprint.py); ``shipped``: the function's pickle (client/ship.py)."""
     Sweep.create(ref, space, options, name)  # the space, the options and the name are checked first
     fn = check_function(funcref.normalize(ref))
     if options.concurrency > 1 and not is_async(fn):
         raise ConfigError(f"concurrency runs several points of an async function at once, and {ref} is not "
                           "async: define it with `async def`, or drop --concurrency (concurrency=).")
-    return Sweep.create(ref, space, options, name, code=fingerprint.of_function(fn, code_paths))
+    return Sweep.create(ref, space, options, name, code=fingerprint.of_function(fn, code_paths),
+                        shipped=shipped)
 
 
 def delete(sweep_id: str, broker: Broker, store: ResultStore) -> int:

@@ -32,6 +32,6 @@ def run_worker(settings: Settings, options: ChildOptions, *, metrics: tuple[str,
 
 def require_allowed(options: ChildOptions) -> None:
     """A worker must be allowed to run something (ConfigError otherwise)."""
-    if not options.allow.patterns:
+    if not options.allow.patterns and not options.accept_shipped:
         raise ConfigError("this worker may run nothing; give --allow MODULE (or TTG_ALLOW) for the "
                           "functions it should run.")

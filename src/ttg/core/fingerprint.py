@@ -97,7 +97,7 @@ def of_function(fn: Callable[..., Any], paths: Iterable[str] = (), base: Path | 
 
 def of_value(fn: Callable[..., Any], paths: Iterable[str] = (), base: Path | None = None) -> Code:
     """The fingerprint of ``fn`` given by value (see the module's docstring)."""
-    home = _home(fn)
+    home = home_of(fn)
     parts = {f"{_name(fn)} (by value)": _stable_digest(fn)}
     module = sys.modules.get(getattr(home, "__module__", "") or "")
     path = getattr(module, "__file__", None)
@@ -118,7 +118,7 @@ def _with_paths(parts: dict[str, str], content: str, paths: Iterable[str], base:
     return Code(hashlib.sha256(blob.encode()).hexdigest(), parts, given)
 
 
-def _home(fn: Any) -> Any:
+def home_of(fn: Any) -> Any:
     """What holds the code of ``fn``: the function under a partial or a bound method,
     the class of a callable object."""
     while True:

@@ -9,6 +9,10 @@ the local workers that ``ttg.run`` and ``ttg.start`` start: it is given to them
 by value, through a pipe to the process they run in (client/background.py),
 and named ``<local>:NAME_DIGEST``. Only a process that holds it (``register_local``)
 resolves that name; every other worker leaves its chunks alone.
+
+A function shipped to remote workers (``ship=True``, client/ship.py) is named
+``<shipped>:NAME_DIGEST``: a worker resolves it only once it has loaded and
+checked it (worker/gate.py), and only with ``--accept-shipped-code``.
 """
 
 from __future__ import annotations
@@ -26,18 +30,21 @@ from ..errors import FunctionError, NotAllowed
 
 #: the module part of the reference of a function given by value to local workers
 LOCAL = "<local>"
+#: ... and of one shipped by value to any worker that accepts shipped code
+SHIPPED = "<shipped>"
 _local: dict[str, Callable[..., Any]] = {}
 #: the files being imported by resolve() in this process, innermost last
 _importing: list[str] = []
 
 
-def local_ref(fn: Callable[..., Any], digest: str) -> str:
-    """The reference of ``fn`` given by value, whose code fingerprint is ``digest``."""
+def local_ref(fn: Callable[..., Any], digest: str, module: str = LOCAL) -> str:
+    """The reference of ``fn`` given by value (to local workers, or ``module``
+    SHIPPED), whose code fingerprint is ``digest``."""
     name = (getattr(fn, "__qualname__", None) or type(fn).__name__).rpartition(".")[2]
     ident = "_".join(w for w in "".join(c if c.isalnum() else " " for c in name).split()) or "function"
     if not ident[0].isalpha():
         ident = "f_" + ident
-    return f"{LOCAL}:{ident}_{digest[:12]}"
+    return f"{module}:{ident}_{digest[:12]}"
 
 
 def register_local(ref: str, fn: Callable[..., Any]) -> None:
@@ -47,6 +54,10 @@ def register_local(ref: str, fn: Callable[..., Any]) -> None:
 
 def is_local(ref: str) -> bool:
     return ref.startswith(LOCAL + ":")
+
+
+def is_shipped(ref: str) -> bool:
+    return ref.startswith(SHIPPED + ":")
 
 
 def importable_ref(fn: Callable[..., Any]) -> str | None:
@@ -97,7 +108,10 @@ def normalize(ref: str) -> str:
 def resolve(ref: str) -> Callable[..., Any]:
     """Import the module and return the function; raises FunctionError with the reason."""
     module, name = split_ref(ref)
-    if module == LOCAL:
+    if module == SHIPPED and ref not in _local:
+        raise FunctionError(f"{ref!r} is shipped by value with its sweep: only a worker started with "
+                            "--accept-shipped-code (and the sweep's TTG_SECRET) loads it.")
+    if module in (LOCAL, SHIPPED):
         if ref not in _local:
             raise FunctionError(f"{ref!r} was given by value to the local workers of the process that "
                                 "started its sweep (ttg.run or ttg.start), and only they can run it: define "

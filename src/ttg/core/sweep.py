@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -88,10 +89,12 @@ class Sweep:
     created: float = field(default_factory=time.time)
     #: the fingerprint of the code it runs (core/fingerprint.py); None: made by an older TTG
     code: Code | None = None
+    #: the function shipped by value (client/ship.py): its pickle, base64; None: imported
+    shipped: str | None = None
 
     @classmethod
     def create(cls, function: str, space: Space, options: Options, name: str | None = None,
-               code: Code | None = None) -> Sweep:
+               code: Code | None = None, shipped: str | None = None) -> Sweep:
         """A sweep whose id is ``name`` or is derived from its content: its function,
         space and code (an edited function is another sweep)."""
         ref = funcref.normalize(function)
@@ -113,7 +116,7 @@ class Sweep:
             raise ConfigError(f"sweep name {name!r} is not valid; use letters, digits, '-', '_' "
                               "and '.' (at most 100 characters).")
         sweep_id = name or derive_id(ref, spec, options.batched, code.digest if code else None)
-        return cls(sweep_id, ref, spec, options, total, space.fields, code=code)
+        return cls(sweep_id, ref, spec, options, total, space.fields, code=code, shipped=shipped)
 
     @property
     def first_chunk_size(self) -> int:
@@ -146,7 +149,7 @@ class Sweep:
     def from_record(cls, d: Mapping[str, Any]) -> Sweep:
         code = Code.from_dict(d["code"]) if d.get("code") else None
         return cls(d["id"], d["function"], dict(d["space"]), Options(**d["options"]), d["total"],
-                   list(d["fields"]), d["created"], code)
+                   list(d["fields"]), d["created"], code, d.get("shipped"))
 
     def task(self, chunk: Chunk, rows: list[Any] | None = None, *, first: bool = False) -> dict[str, Any]:
         """The message body of one chunk. Generated spaces ship only the range;
@@ -167,6 +170,8 @@ class Sweep:
             body["max_failures"] = o.max_failures
         if o.concurrency > 1:
             body["concurrency"] = o.concurrency
+        if self.shipped is not None:  # the shipped function, named by digest (signed)
+            body["shipped"] = self._shipped_digest
         if self.code is not None:  # which code may compute it (signed with the rest)
             body["code"] = self.code.digest
             if self.code.paths:
@@ -178,6 +183,11 @@ class Sweep:
         else:  # a big spec (a long explicit axis) is read once per worker from the store
             body["space_ref"] = spec_digest(self.space)
         return body
+
+    @cached_property
+    def _shipped_digest(self) -> str:
+        assert self.shipped is not None
+        return shipped_digest(self.shipped)
 
     @cached_property
     def _spec_bytes(self) -> int:
@@ -195,6 +205,12 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     place of a big spec (``space_ref``), signed with the message."""
     blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def shipped_digest(shipped: str) -> str:
+    """SHA-256 of a shipped function's pickle (``Sweep.shipped`` is it in base64):
+    what its chunk messages carry, signed, and what a worker checks before it loads it."""
+    return hashlib.sha256(base64.b64decode(shipped)).hexdigest()
 
 
 def derive_id(ref: str, spec: Mapping[str, Any], batched: bool, code: str | None = None) -> str:

@@ -85,6 +85,8 @@ class ChildOptions:
     #: GPUs the children split, and how many children share one (worker/devices.py)
     devices: tuple[str, ...] = ()
     children_per_device: int = 1
+    #: Load functions shipped by value with their sweep (``--accept-shipped-code``).
+    accept_shipped: bool = False
 
 
 class ChildLoop:
@@ -95,7 +97,8 @@ class ChildLoop:
         self.reporter = reporter
         self.events = events or Events()
         self.beacon = beacon
-        self.gate = Gate(codec, options.allow, store, before_store=self._settle)
+        self.gate = Gate(codec, options.allow, store, before_store=self._settle,
+                         accept_shipped=options.accept_shipped)
         self.chunks_done = 0
         #: chunks whose results are committed, to ack with the next lease
         self._unacked: list[Lease] = []

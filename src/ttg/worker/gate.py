@@ -13,10 +13,17 @@ be built. When it does not, what happens to it depends on who could run it:
   import it, imports other code than the sweep's (its fingerprint differs),
   has another secret, or is on a store without the sweep's space: the chunk
   goes back uncounted for the others (child.py, ``refused``).
+
+A function shipped by value (client/ship.py) is run only by a worker started
+with ``--accept-shipped-code`` and a secret: its chunks name it by the SHA-256
+of its pickle, signed; the pickle is read from the store and loaded only if it
+is that very pickle (a store that holds another is dead-lettered: nobody runs
+it). The allow-list does not apply to it: the flag is the permission.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +32,7 @@ from ..brokers.base import Lease
 from ..core import fingerprint, funcref
 from ..core.codec import Codec
 from ..core.fingerprint import Code
-from ..core.sweep import spec_digest
+from ..core.sweep import shipped_digest, spec_digest
 from ..errors import (
     BadMessage,
     BadSignature,
@@ -60,8 +67,9 @@ class Gate:
     spaces built, sweeps whose signatures verified."""
 
     def __init__(self, codec: Codec, allow: funcref.AllowList, store: ResultStore,
-                 before_store: Callable[[], None]) -> None:
+                 before_store: Callable[[], None], *, accept_shipped: bool = False) -> None:
         self.codec, self.allow, self.store = codec, allow, store
+        self.accept_shipped = accept_shipped
         #: called before the store is read (the child's commit thread must be done with it)
         self.before_store = before_store
         self._functions: dict[str, Callable[[Any], Any]] = {}
@@ -80,6 +88,13 @@ class Gate:
             raise Unrunnable(exc, nobody=True) from exc
         if self.codec.signing:
             self._verified.add(lease.sweep_id)
+        if funcref.is_shipped(task.fn):
+            if not (self.accept_shipped and self.codec.signing):
+                raise Unrunnable(NotAllowed(
+                    f"the chunks of {task.sweep_id} run a function shipped by value, and this worker "
+                    "loads shipped code only when started with --accept-shipped-code and TTG_SECRET"),
+                    nobody=False)
+            return task
         try:
             self.allow.check(task.fn)
         except NotAllowed as exc:
@@ -90,6 +105,8 @@ class Gate:
         """The task's function, imported once, if this worker's code is the sweep's;
         raises Unrunnable."""
         ref = task.fn
+        if ref not in self._functions and task.shipped is not None:
+            self._functions[ref] = self._load_shipped(task)
         if ref not in self._functions:
             try:
                 fn = funcref.resolve(ref)
@@ -105,6 +122,31 @@ class Gate:
         if mine.digest != task.code:
             raise Unrunnable(OtherCode(self._other_code(task, mine)), nobody=False)
         return fn
+
+    def _load_shipped(self, task: Task) -> Callable[[Any], Any]:
+        """The shipped function of ``task``, from the store, if its pickle is the one the
+        signed message names; its fingerprint is the message's (signed too)."""
+        import cloudpickle
+
+        self.before_store()
+        sweep = self.store.find(task.sweep_id)
+        if sweep is None:
+            raise Unrunnable(SpecNotInStore(f"the store does not hold sweep {task.sweep_id}, whose shipped "
+                                            "function it keeps; start this worker with the sweep's --store."),
+                             nobody=False)
+        if sweep.shipped is None or shipped_digest(sweep.shipped) != task.shipped:
+            raise Unrunnable(BadMessage(f"the store's shipped function of sweep {task.sweep_id} is not the "
+                                        "one its signed chunks name (digest mismatch); it is not loaded"),
+                             nobody=True)
+        try:
+            fn = cloudpickle.loads(base64.b64decode(sweep.shipped))
+        except Exception as exc:  # what it references cannot be found here (a module missing)
+            raise Unrunnable(FunctionError(f"the function shipped with {task.sweep_id} cannot be loaded here "
+                                           f"({type(exc).__name__}: {exc}); install what it imports on "
+                                           "this worker"), nobody=False) from exc
+        funcref.register_local(task.fn, fn)
+        fingerprint.remember(fn, Code(task.code or "", {"shipped": task.shipped or ""}))
+        return fn  # type: ignore[no-any-return]
 
     def _code(self, ref: str, fn: Callable[..., Any], paths: tuple[str, ...]) -> Code:
         key = (ref, paths)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..brokers.base import Lease
+from ..core import funcref
 from ..core.chunking import Chunk
 from ..core.failures import Retries, parse_max_failures
 from ..core.sweep import MAX_CONCURRENCY
@@ -42,6 +43,8 @@ class Task:
     max_failures: str | None = None
     #: points of an async function a child runs at once (worker/aio.py)
     concurrency: int = 1
+    #: the SHA-256 of the shipped function's pickle (client/ship.py); None: imported
+    shipped: str | None = None
 
     @classmethod
     def parse(cls, body: Any, lease: Lease) -> Task:
@@ -55,12 +58,16 @@ class Task:
                        bool(body.get("batched")), _seconds(body.get("timeout")),
                        int(body.get("max_attempts") or 3), _seconds(body.get("auto")), body,
                        None if code is None else str(code), paths, retries,
-                       parse_max_failures(body.get("max_failures")), _concurrency(body.get("concurrency")))
+                       parse_max_failures(body.get("max_failures")), _concurrency(body.get("concurrency")),
+                       _digest(body.get("shipped")))
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise BadMessage(f"malformed chunk message ({type(exc).__name__}: {exc}).") from exc
         if task.sweep_id != lease.sweep_id or task.chunk != lease.chunk:
             raise BadMessage(f"message names sweep {task.sweep_id} {task.chunk} but was queued as "
                              f"{lease.sweep_id} {lease.chunk} (replayed into another sweep?).")
+        if (task.shipped is None) == funcref.is_shipped(task.fn):
+            raise BadMessage("chunk message's function and its 'shipped' digest disagree (a shipped "
+                             "function needs both, an imported one neither).")
         if [task.space, task.space_ref, task.rows].count(None) != 2:
             raise BadMessage("chunk message needs exactly one of 'space', 'space_ref' or 'rows'.")
         if not (isinstance(task.space, dict) or isinstance(task.rows, list) or task.space_ref):
@@ -76,6 +83,15 @@ class Task:
         if self.rows is not None:
             body["rows"] = self.rows[piece.start - self.chunk.start:piece.stop - self.chunk.start]
         return body
+
+
+def _digest(v: Any) -> str | None:
+    """A SHA-256 of a message: absent, or 64 lowercase hex digits."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+        raise ValueError(f"{v!r} is not a SHA-256 digest")
+    return v
 
 
 def _concurrency(v: Any) -> int:
