@@ -292,3 +292,19 @@ def test_workers_elsewhere_leave_its_chunks_alone(home: Path, procs: Any) -> Non
     other.signal_group(signal.SIGTERM)
     assert other.wait(60) == 0
     assert "was given by value to the local workers" in other.stderr
+
+
+def test_what_cannot_be_pickled_is_one_sentence(home: Path) -> None:
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(FunctionError, match=r"cannot be given to the local workers: it references "
+                                            r"something that cannot be pickled \(TypeError: .*\); define "
+                                            r"it in a module that workers import, or make what it uses "
+                                            r"picklable\.$"):
+        ttg.run(lambda x: lock.locked(), ttg.Range(3), home=home)
+    with pytest.raises(FunctionError, match=r"cannot be shipped: .*; make what it uses picklable, or run it "
+                                            r"from a module the workers import\.$"):
+        ttg.submit(lambda x: lock.locked(), ttg.Range(3), home=home, ship=True,
+                   settings=ttg.Settings(home=home, secret="s"))
+    assert not (home / "results.db").exists()

@@ -28,7 +28,7 @@ from . import submit as client
 from .background import ByValue, LocalWorkers
 from .guard import unguarded_sweep_call
 from .results import Results
-from .ship import shipped_sweep
+from .ship import dumps, shipped_sweep
 
 SpaceLike = Space | Mapping[str, Any] | int | str | Path
 FunctionLike = Callable[..., Any] | str
@@ -233,25 +233,16 @@ def _prepare(fn: FunctionLike, space: SpaceLike, options: Options, name: str | N
                                 "closure, a partial, a method, a callable object or a function of a notebook "
                                 "runs only on the local workers of ttg.run or ttg.start); define it at the "
                                 "top level of a module, or run it with ttg.run.")
+        blob = dumps(fn, "given to the local workers", "define it in a module that workers import, or make "
+                     "what it uses picklable")  # (first: the fingerprint pickles it too)
         by_value_code = fingerprint.of_value(fn, paths)
         ref = funcref.local_ref(fn, by_value_code.digest)
         funcref.register_local(ref, fn)
         fingerprint.remember(fn, by_value_code)
-        by_value[ref] = (_pickled(fn), by_value_code.to_dict())
+        by_value[ref] = (blob, by_value_code.to_dict())
     else:
         _check_guarded(ref)
     return client.prepare(ref, sp, options, name, paths), sp, by_value
-
-
-def _pickled(fn: Callable[..., Any]) -> bytes:
-    import cloudpickle
-
-    try:
-        return bytes(cloudpickle.dumps(fn))
-    except Exception as exc:  # what a callable references decides what can be pickled
-        raise FunctionError(f"{fn!r} cannot be given to the local workers: it references something that "
-                            f"cannot be pickled ({type(exc).__name__}: {exc}); define it in a module that "
-                            "workers import, or make what it uses picklable.") from None
 
 
 def _check_guarded(ref: str) -> None:

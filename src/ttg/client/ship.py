@@ -47,8 +47,8 @@ def shipped_sweep(fn: Callable[..., Any], space: Space, options: Options, name: 
         raise ConfigError("shipping a function runs it on remote workers from the signed messages alone, and "
                           "there is no TTG_SECRET to sign them with; set TTG_SECRET on this machine and on "
                           "the workers (started with --accept-shipped-code).")
+    blob = pickled(fn)  # (first: the fingerprint pickles it too)
     code = fingerprint.of_value(fn, paths)
-    blob = pickled(fn)
     if len(blob) > MAX_SHIPPED_BYTES:
         raise ConfigError(f"the function pickles to {len(blob) / 2**20:.1f} MiB with what it references, "
                           f"more than the {MAX_SHIPPED_BYTES // 2**20} MiB a sweep may ship; load big data "
@@ -62,20 +62,26 @@ def shipped_sweep(fn: Callable[..., Any], space: Space, options: Options, name: 
 def pickled(fn: Callable[..., Any]) -> bytes:
     """``fn`` and what it references, every module of the user's own files by value
     (the function's and its helpers'), installed ones by reference."""
-    import cloudpickle
-
     mine = [m for name, m in list(sys.modules.items())
             if name != "__main__" and name.partition(".")[0] != "ttg" and _user_module(m)]
-    for module in mine:
+    return dumps(fn, "shipped", "make what it uses picklable, or run it from a module the workers import",
+                 by_value=mine)
+
+
+def dumps(fn: Callable[..., Any], what: str, fix: str, *, by_value: Sequence[Any] = ()) -> bytes:
+    """cloudpickle of ``fn`` (``by_value``: modules pickled with it, not imported where
+    it is loaded); FunctionError saying it cannot be ``what`` and the ``fix``."""
+    import cloudpickle
+
+    for module in by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
         return bytes(cloudpickle.dumps(fn))
     except Exception as exc:  # what a callable references decides what can be pickled
-        raise FunctionError(f"{fn!r} cannot be shipped: it references something that cannot be pickled "
-                            f"({type(exc).__name__}: {exc}); make what it uses picklable, or run it from "
-                            "a module the workers import.") from None
+        raise FunctionError(f"{fn!r} cannot be {what}: it references something that cannot be pickled "
+                            f"({type(exc).__name__}: {exc}); {fix}.") from None
     finally:
-        for module in mine:
+        for module in by_value:
             cloudpickle.unregister_pickle_by_value(module)
 
 
