@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 class Reporter(Protocol):
     """How a child tells its supervisor what it is doing."""
 
-    def leased(self, lease: Lease, timeout: float | None) -> None: ...
+    def leased(self, lease: Lease, timeout: float | None, *, loop: bool = False) -> None: ...
     def computed(self, lease: Lease) -> None:
         """The function is done with this chunk; its results are being committed."""
     def finished(self, lease: Lease) -> None: ...
@@ -320,7 +320,7 @@ class ChildLoop:
             return self._unrunnable(lease, no)
         if task.timeout is not None and not task.batched and aio.is_async(fn):
             # the child times each point itself: the watchdog only guards the event loop
-            self.reporter.leased(lease, aio.watchdog_seconds(task.timeout))
+            self.reporter.leased(lease, aio.watchdog_seconds(task.timeout), loop=True)
         outcome = "skipped"  # everything was committed already
         parts = self._to_compute(task, lease)
         for part in parts:

@@ -37,6 +37,8 @@ class Leased:
     lease: Lease
     #: seconds one call of the function may take, or None
     timeout: float | None
+    #: the timeout guards an event loop running several points (worker/aio.py), not one call
+    loop: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,8 @@ class ChildPipe:
     def send(self, msg: ToSupervisor) -> None:
         self.conn.send(msg)
 
-    def leased(self, lease: Lease, timeout: float | None) -> None:
-        self.send(Leased(replace(lease, body=b""), timeout))
+    def leased(self, lease: Lease, timeout: float | None, *, loop: bool = False) -> None:
+        self.send(Leased(replace(lease, body=b""), timeout, loop))
 
     def computed(self, lease: Lease) -> None:
         self.send(Computed(lease.token))

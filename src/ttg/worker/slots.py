@@ -50,6 +50,8 @@ class Slot:
     lease: Lease | None = None
     started: float = 0.0
     timeout: float | None = None
+    #: the timeout guards an event loop (async points at once), not one call
+    loop: bool = False
     #: the other chunks it holds, by token: handed to it and not started yet (leased
     #: ahead, worker/proxy.py), or computed and being committed or not yet acked. A
     #: death releases them without counting an attempt.
@@ -66,10 +68,11 @@ class Slot:
     watched_tries: int = 0
     watched_since: float = 0.0
 
-    def computing(self, lease: Lease, timeout: float | None, now: float) -> None:
-        """The child started computing ``lease``."""
+    def computing(self, lease: Lease, timeout: float | None, now: float, *, loop: bool = False) -> None:
+        """The child started computing ``lease`` (``loop``: on an event loop, whose
+        standing still ``timeout`` limits, worker/aio.py)."""
         self.held.pop(lease.token, None)
-        self.lease, self.timeout = lease, timeout
+        self.lease, self.timeout, self.loop = lease, timeout, loop
         self.started = self.watched_since = now
         self.watched_index = 0
 

@@ -231,8 +231,8 @@ class Supervisor:
 
     def _take(self, slot: Slot, msg: ToSupervisor) -> None:
         match msg:
-            case Leased(lease, timeout):
-                slot.computing(lease, timeout, self.clock.monotonic())
+            case Leased(lease, timeout, loop):
+                slot.computing(lease, timeout, self.clock.monotonic(), loop=loop)
             case Computed(token):
                 if slot.computed(token):
                     self.pace.computed(self.clock.monotonic() - slot.started)
@@ -347,8 +347,10 @@ class Supervisor:
                 slot.watched_index, slot.watched_tries, slot.watched_since = current, tries, now
             elif current and now - slot.watched_since > slot.timeout:
                 index = current - 1
-                slot.killed_for = Failure("timeout", f"index {index} ran longer than the "
-                                          f"{slot.timeout:g} s timeout", index)
+                reason = (f"index {index} (the point last started) held the event loop for longer than "
+                          f"{slot.timeout:g} s, the timeout and a margin" if slot.loop else
+                          f"index {index} ran longer than the {slot.timeout:g} s timeout")
+                slot.killed_for = Failure("timeout", reason, index)
                 log.warning("killing child %s: %s", slot.number, slot.killed_for.reason)
                 slot.kill()
 
