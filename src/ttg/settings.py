@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,14 @@ class Settings:
         if not self.broker or scheme == "local":
             return f"sqlite://{self.home.resolve() / 'results.db'}"
         return ""
+
+    def to_record(self) -> dict[str, Any]:
+        """The settings as JSON carries them (``from_record`` reads them back)."""
+        return {**asdict(self), "home": str(self.home), "allow": list(self.allow), "extra": dict(self.extra)}
+
+    @classmethod
+    def from_record(cls, d: Mapping[str, Any]) -> Settings:
+        return cls(**{**d, "home": Path(d["home"]), "allow": tuple(d["allow"])})
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every override that is not None applied and validated."""

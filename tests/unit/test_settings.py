@@ -156,3 +156,10 @@ def test_shard_auto_learns_the_array_index(environ: dict[str, str], shard: str) 
 ])
 def test_gpus_auto_takes_what_this_process_was_given(environ: dict[str, str], gpus: str) -> None:
     assert settings_mod.load(environ=environ).gpus == gpus
+
+
+def test_settings_travel_as_json() -> None:
+    import json
+
+    s = settings_mod.load(environ={"TTG_ALLOW": "a.b,c", "TTG_SECRET": "x", "TTG_GPUS": "0,1"}, home="/h")
+    assert Settings.from_record(json.loads(json.dumps(s.to_record()))) == s

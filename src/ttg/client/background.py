@@ -8,19 +8,21 @@ forks its children itself. It is started with
 ``subprocess``, not ``multiprocessing``: it never imports the caller's script,
 so a script needs no ``if __name__ == "__main__":`` for it.
 
-What it needs comes through its stdin, a pipe from the caller: the settings,
-the sweep, the caller's ``sys.path``, and each function the workers cannot
-import (core/funcref.py), by value (cloudpickle) with its fingerprint. Nothing
-of it goes through the broker or over a network. It writes one JSON line to
+What it needs comes through its stdin, a pipe from the caller, as JSON: the
+settings, the sweep, the caller's ``sys.path``, and each function the workers
+cannot import (core/funcref.py), by value (cloudpickle, base64) with its
+fingerprint. Only those functions are unpickled, and only because the caller
+handed ``ttg.run`` such a callable (the opt-in); nothing of it goes through the
+broker or over a network. It writes one JSON line to
 its stdout as it exits: the run's outcome, or the error that ended it.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -63,9 +65,11 @@ class LocalWorkers:
 
     def begin(self, settings: Settings, sweep: Sweep, functions: Mapping[str, ByValue]) -> None:
         """Run ``sweep``: hand the process what it needs."""
-        spec = {"settings": settings, "sweep": sweep.to_record(), "functions": dict(functions),
-                "path": list(sys.path), "parent": os.getpid()}
-        self._send(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+        spec = {"settings": settings.to_record(), "sweep": sweep.to_record(), "path": list(sys.path),
+                "parent": os.getpid(),
+                "functions": {ref: [base64.b64encode(blob).decode(), code]
+                              for ref, (blob, code) in functions.items()}}
+        self._send(json.dumps(spec).encode())
 
     def abandon(self) -> None:
         """Nothing to run: the process exits at once."""
@@ -132,15 +136,16 @@ def main() -> None:
     data = sys.stdin.buffer.read()  # from the process that started this one, through a pipe
     if not data:
         return  # abandoned: nothing to run
-    spec = pickle.loads(data)
+    spec = json.loads(data)
     sys.path[:] = spec["path"]
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything else printed here goes to stderr: stdout carries the one line
-    settings: Settings = spec["settings"]
+    settings = Settings.from_record(spec["settings"])
     logs.setup(logging.WARNING, settings.log_format)
 
     for ref, (blob, code) in spec["functions"].items():
-        fn = cloudpickle.loads(blob)
+        # a callable the caller handed ttg.run by value, through this process's own pipe
+        fn = cloudpickle.loads(base64.b64decode(blob))  # opt-in: not importable, given by value
         funcref.register_local(ref, fn)
         fingerprint.remember(fn, Code.from_dict(code))
     parent = int(spec["parent"])

@@ -138,8 +138,8 @@ class Gate:
             raise Unrunnable(BadMessage(f"the store's shipped function of sweep {task.sweep_id} is not the "
                                         "one its signed chunks name (digest mismatch); it is not loaded"),
                              nobody=True)
-        try:
-            fn = cloudpickle.loads(base64.b64decode(sweep.shipped))
+        try:  # the pickle is the one the signed messages name (checked above)
+            fn = cloudpickle.loads(base64.b64decode(sweep.shipped))  # opt-in: --accept-shipped-code
         except Exception as exc:  # what it references cannot be found here (a module missing)
             raise Unrunnable(FunctionError(f"the function shipped with {task.sweep_id} cannot be loaded here "
                                            f"({type(exc).__name__}: {exc}); install what it imports on "
