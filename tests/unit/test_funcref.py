@@ -12,9 +12,9 @@ import pytest
 from tests import funcs
 from ttg.core.funcref import (
     AllowList,
+    by_value_ref,
     importable_ref,
     is_local,
-    local_ref,
     normalize,
     register_local,
     resolve,
@@ -152,13 +152,13 @@ def test_importable_ref() -> None:
 
 def test_a_function_given_by_value_resolves_only_where_it_was_registered() -> None:
     fn = lambda x: x + 1  # noqa: E731
-    ref = local_ref(fn, "ab" * 32)
+    ref = by_value_ref(fn, "ab" * 32)
     assert ref == "<local>:lambda_abababababab" and is_local(ref)
     with pytest.raises(FunctionError, match="given by value to the local workers"):
         resolve(ref)
     register_local(ref, fn)
     assert resolve(ref) is fn
-    assert local_ref(functools.partial(funcs.square), "0" * 64) == "<local>:partial_000000000000"
+    assert by_value_ref(functools.partial(funcs.square), "0" * 64) == "<local>:partial_000000000000"
 
 
 # -- the allow-list ---------------------------------------------------------------------

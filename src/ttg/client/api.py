@@ -236,7 +236,7 @@ def _prepare(fn: FunctionLike, space: SpaceLike, options: Options, name: str | N
         blob = dumps(fn, "given to the local workers", "define it in a module that workers import, or make "
                      "what it uses picklable")  # (first: the fingerprint pickles it too)
         by_value_code = fingerprint.of_value(fn, paths)
-        ref = funcref.local_ref(fn, by_value_code.digest)
+        ref = funcref.by_value_ref(fn, by_value_code.digest)
         funcref.register_local(ref, fn)
         fingerprint.remember(fn, by_value_code)
         by_value[ref] = (blob, by_value_code.to_dict())

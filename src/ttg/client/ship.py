@@ -53,7 +53,7 @@ def shipped_sweep(fn: Callable[..., Any], space: Space, options: Options, name: 
         raise ConfigError(f"the function pickles to {len(blob) / 2**20:.1f} MiB with what it references, "
                           f"more than the {MAX_SHIPPED_BYTES // 2**20} MiB a sweep may ship; load big data "
                           "inside the function (from a file or a URL) instead of capturing it.")
-    ref = funcref.local_ref(fn, code.digest, funcref.SHIPPED)
+    ref = funcref.by_value_ref(fn, code.digest, funcref.SHIPPED)
     funcref.register_local(ref, fn)  # (so that prepare finds it, as a worker will)
     fingerprint.remember(fn, code)
     return prepare(ref, space, options, name, paths, shipped=base64.b64encode(blob).decode())

@@ -37,9 +37,9 @@ _local: dict[str, Callable[..., Any]] = {}
 _importing: list[str] = []
 
 
-def local_ref(fn: Callable[..., Any], digest: str, module: str = LOCAL) -> str:
-    """The reference of ``fn`` given by value (to local workers, or ``module``
-    SHIPPED), whose code fingerprint is ``digest``."""
+def by_value_ref(fn: Callable[..., Any], digest: str, module: str = LOCAL) -> str:
+    """The reference of ``fn`` given by value, to local workers (``module`` LOCAL) or
+    shipped (SHIPPED), whose code fingerprint is ``digest``."""
     name = (getattr(fn, "__qualname__", None) or type(fn).__name__).rpartition(".")[2]
     ident = "_".join(w for w in "".join(c if c.isalnum() else " " for c in name).split()) or "function"
     if not ident[0].isalpha():
